@@ -1,0 +1,66 @@
+"""The one place that decides who may see or do what in a campaign.
+
+Every page, endpoint and export asks here. Someone with no membership in a campaign gets
+`NotFoundError`, never a 403, so another campaign's ids reveal nothing; a member whose role does not
+allow the action gets `PermissionDeniedError`. Staff act as every role in every campaign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from annotate.exceptions import NotFoundError, PermissionDeniedError
+from annotate.models import Campaign, Membership
+
+Role = Membership.Role
+
+# What each action asks of the user's role in the campaign.
+ANY_MEMBER: frozenset[str] = frozenset(Role.values)
+LABEL: frozenset[str] = frozenset({Role.ANNOTATOR})
+MANAGE: frozenset[str] = frozenset({Role.LEAD})
+READ_DATA: frozenset[str] = frozenset({Role.LEAD, Role.RESEARCHER})
+
+
+def campaigns_visible_to(user: AbstractBaseUser) -> QuerySet[Campaign]:
+    """Return the campaigns the user belongs to (all of them for staff)."""
+    if user.is_staff:
+        return Campaign.objects.all()
+    return Campaign.objects.filter(memberships__user=user)
+
+
+def role_of(user: AbstractBaseUser, campaign: Campaign) -> str | None:
+    """Return the user's role in the campaign, or None for a stranger."""
+    return (
+        Membership.objects.filter(campaign=campaign, user=user).values_list("role", flat=True).first()
+    )
+
+
+def campaign_for(user: AbstractBaseUser, campaign_id: int, roles: Iterable[str] = ANY_MEMBER) -> Campaign:
+    """Return the campaign if the user holds one of `roles` in it; raise otherwise."""
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None or not user.is_authenticated:
+        raise NotFoundError(f"No campaign {campaign_id}.")
+    if user.is_staff:
+        return campaign
+    role = role_of(user, campaign)
+    if role is None:
+        raise NotFoundError(f"No campaign {campaign_id}.")
+    if role not in roles:
+        allowed = ", ".join(sorted(roles))
+        raise PermissionDeniedError(f"This needs the role {allowed} in campaign {campaign_id}; you are {role}.")
+    return campaign
+
+
+def user_can(user: AbstractBaseUser, campaign: Campaign, roles: Iterable[str]) -> bool:
+    """Tell whether the user may act in `roles` here, for pages that hide links rather than refuse."""
+    return user.is_authenticated and (user.is_staff or role_of(user, campaign) in set(roles))
+
+
+def image_visible_to(user: AbstractBaseUser, image_sha256: str) -> bool:
+    """Tell whether some campaign the user belongs to shows this image."""
+    if not user.is_authenticated:
+        return False
+    return campaigns_visible_to(user).filter(items__image__sha256=image_sha256).exists()

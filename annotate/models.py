@@ -1,0 +1,262 @@
+"""The labeling domain's tables (DESIGN.md, "Data").
+
+Models hold data and constraints only; every rule that changes them lives in `annotate.services`.
+Labels are always stored in the canonical `a`/`b` order of the pair; the side shown on the left is
+recorded per assignment so position bias can be measured.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Choice(models.TextChoices):
+    """Which response is more hallucinated (API.md, "Labels")."""
+
+    A = "a", "A"
+    B = "b", "B"
+    BOTH = "both", "Both equally"
+    NEITHER = "neither", "Neither"
+
+
+class Side(models.TextChoices):
+    A = "a", "A"
+    B = "b", "B"
+
+
+HALLUCINATION_TYPES = ("object", "attribute", "count", "relation", "text", "other")
+DEFAULT_STRENGTH_LABELS = ("negligible", "slight", "clear", "significant")
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        CLOSED = "closed", "Closed"
+
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    overlap = models.PositiveSmallIntegerField(default=3, help_text="Human labels wanted per pair (k).")
+    strength_scale = models.PositiveSmallIntegerField(default=4)
+    strength_labels = models.JSONField(default=list, blank=True)
+    show_facts = models.BooleanField(default=False)
+    gold_share = models.FloatField(default=0.1, help_text="Share of assignments drawn from gold pairs.")
+    rationale_required = models.BooleanField(default=False)
+    lease_seconds = models.PositiveIntegerField(default=900)
+    retrain_every = models.PositiveIntegerField(default=200)
+    max_extra_labels = models.PositiveSmallIntegerField(
+        default=2, help_text="How many labels beyond the overlap a surfaced pair may ask for."
+    )
+    priority_weights = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        LEAD = "lead", "Lead"
+        ANNOTATOR = "annotator", "Annotator"
+        RESEARCHER = "researcher", "Researcher"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=12, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "user"], name="membership_one_role_per_campaign")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} in {self.campaign}"
+
+
+class Image(models.Model):
+    """An image stored once, named by the SHA-256 of its bytes, shared by every item that shows it."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    file = models.FileField(upload_to="images/")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.sha256[:12]
+
+
+class Item(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=200)
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="items")
+    prompt = models.TextField()
+    facts = models.JSONField(default=dict, blank=True)
+    meta = models.JSONField(default=dict, blank=True)
+    import_job = models.ForeignKey("ImportJob", null=True, on_delete=models.SET_NULL, related_name="items")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "external_id"], name="item_external_id_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Response(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="responses")
+    external_id = models.CharField(max_length=200)
+    text = models.TextField()
+    model = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "external_id"], name="response_external_id_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}/{self.external_id}"
+
+
+class Pair(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Needs labels"
+        COMPLETE = "complete", "Complete"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="pairs")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="pairs")
+    a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    gold_answer = models.CharField(max_length=8, choices=Choice.choices, blank=True)
+    priority = models.FloatField(default=0.0)
+    needed_labels = models.PositiveSmallIntegerField()
+    labels_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    surfaced = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "a", "b"], name="pair_unique_per_item"),
+            models.CheckConstraint(condition=~Q(a=models.F("b")), name="pair_two_different_responses"),
+        ]
+        indexes = [
+            # The assignment query: open pairs of one campaign, gold or not, highest priority first.
+            models.Index(
+                "campaign",
+                "gold_answer",
+                models.F("priority").desc(),
+                "id",
+                condition=Q(status="open"),
+                name="pair_assignable_idx",
+            ),
+        ]
+
+    @property
+    def is_gold(self) -> bool:
+        return bool(self.gold_answer)
+
+    def __str__(self) -> str:
+        return f"pair {self.pk} of {self.item_id}"
+
+
+class PriorLabel(models.Model):
+    """A label that came with the data (AI feedback, an older round): trains the model, never counts as human."""
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="prior_labels")
+    more_hallucinated = models.CharField(max_length=8, choices=Choice.choices)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=100, blank=True)
+
+
+class Assignment(models.Model):
+    """A lease of one pair to one annotator, with the side shown on the left drawn at random."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased", "Leased"
+        DONE = "done", "Done"
+        SKIPPED = "skipped", "Skipped"
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    left = models.CharField(max_length=1, choices=Side.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.LEASED)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # The backstop for "never the same pair twice to one annotator".
+            models.UniqueConstraint(fields=["pair", "annotator"], name="assignment_once_per_annotator"),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "status"], name="assignment_annotator_idx"),
+            models.Index(
+                fields=["pair", "expires_at"], condition=Q(status="leased"), name="assignment_live_lease_idx"
+            ),
+        ]
+
+
+class Annotation(models.Model):
+    """One human label; one per assignment, so a double submit can never make two."""
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="annotation")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations"
+    )
+    more_hallucinated = models.CharField(max_length=8, choices=Choice.choices)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    hallucination_types = models.JSONField(default=list, blank=True)
+    spans = models.JSONField(default=list, blank=True)
+    rationale = models.TextField(blank=True)
+    shown_left = models.CharField(max_length=1, choices=Side.choices)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["pair", "created_at"], name="annotation_pair_idx")]
+
+
+class ImportJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    file = models.FileField(upload_to="imports/")
+    filename = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    lines_total = models.PositiveIntegerField(default=0)
+    items_created = models.PositiveIntegerField(default=0)
+    pairs_created = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}

@@ -1,0 +1,1 @@
+"""Business rules that write: plain functions named <entity>_<action>, keyword-only, typed."""

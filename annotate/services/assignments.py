@@ -1,0 +1,128 @@
+"""Leasing pairs to annotators (DESIGN.md, "The loop", step 1).
+
+Every lease of a pair is made while holding that pair's row lock (`SELECT … FOR UPDATE SKIP LOCKED`),
+so concurrent requests never pick the same pair at once. After the lock is taken the pair's load is
+counted again in a fresh statement: under READ COMMITTED that statement sees every lease committed by
+whoever held the lock before us, which the candidate query's snapshot may not. Gold pairs are for
+quality control and have no overlap cap: every annotator may see each of them once.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+
+from annotate import clock
+from annotate.exceptions import ConflictError, NotFoundError
+from annotate.models import Assignment, Campaign, Pair, Side
+
+# How many locked-then-rejected candidates one request tries before it gives up on a pool.
+MAX_CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class Lease:
+    assignment: Assignment
+    created: bool
+
+
+def live_lease_filter(now: datetime) -> Q:
+    """Assignments that count against a pair's overlap: done ones and leases not yet expired."""
+    return Q(status=Assignment.Status.DONE) | Q(status=Assignment.Status.LEASED, expires_at__gt=now)
+
+
+def assignment_current(*, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
+    """Return the annotator's unexpired, unfinished lease in this campaign, if any (a reload resumes it)."""
+    return (
+        Assignment.objects.select_related("pair")
+        .filter(
+            pair__campaign=campaign,
+            annotator=annotator,
+            status=Assignment.Status.LEASED,
+            expires_at__gt=clock.now(),
+        )
+        .order_by("leased_at")
+        .first()
+    )
+
+
+def _candidates(*, campaign: Campaign, annotator: AbstractBaseUser, gold: bool, exclude: list[int]):
+    seen = Assignment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
+    qs = Pair.objects.filter(campaign=campaign, status=Pair.Status.OPEN).exclude(Exists(seen))
+    qs = qs.exclude(gold_answer="") if gold else qs.filter(gold_answer="")
+    if exclude:
+        qs = qs.exclude(pk__in=exclude)
+    return qs.order_by("-priority", "id")
+
+
+def _has_room(pair: Pair, now: datetime) -> bool:
+    if pair.is_gold:
+        return True
+    return pair.assignments.filter(live_lease_filter(now)).count() < pair.needed_labels
+
+
+def _lease_from_pool(*, campaign: Campaign, annotator: AbstractBaseUser, gold: bool, now: datetime):
+    rejected: list[int] = []
+    for _ in range(MAX_CANDIDATES):
+        pair = (
+            _candidates(campaign=campaign, annotator=annotator, gold=gold, exclude=rejected)
+            .select_for_update(skip_locked=True, of=("self",))
+            .first()
+        )
+        if pair is None:
+            return None
+        if _has_room(pair, now):
+            return Assignment.objects.create(
+                pair=pair,
+                annotator=annotator,
+                left=random.choice(Side.values),
+                leased_at=now,
+                expires_at=now + timedelta(seconds=campaign.lease_seconds),
+            )
+        rejected.append(pair.pk)
+    return None
+
+
+def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser) -> Lease | None:
+    """Lease the next pair to label, or return the open lease; None when nothing is left for this annotator.
+
+    Gold pairs are mixed in at the campaign's `gold_share`; when the drawn pool is empty the other is tried.
+    """
+    if campaign.status != Campaign.Status.ACTIVE:
+        raise ConflictError(f"Campaign {campaign.pk} is {campaign.status}: no new pairs are handed out.")
+    want_gold = random.random() < campaign.gold_share
+    with transaction.atomic():
+        # One annotator's requests run one at a time, so a double click never opens two leases.
+        get_user_model().objects.select_for_update().filter(pk=annotator.pk).first()
+        current = assignment_current(campaign=campaign, annotator=annotator)
+        if current is not None:
+            return Lease(current, created=False)
+        now = clock.now()
+        for gold in (want_gold, not want_gold):
+            assignment = _lease_from_pool(campaign=campaign, annotator=annotator, gold=gold, now=now)
+            if assignment is not None:
+                return Lease(assignment, created=True)
+    return None
+
+
+def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
+    """Give a leased pair back to the pool; the annotator will not be shown it again."""
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update().filter(pk=assignment_id, annotator=annotator).first()
+        )
+        if assignment is None:
+            raise NotFoundError(f"No assignment {assignment_id}.")
+        if assignment.status == Assignment.Status.DONE:
+            raise ConflictError(f"Assignment {assignment_id} is already labeled; it cannot be skipped.")
+        if assignment.status == Assignment.Status.LEASED:
+            assignment.status = Assignment.Status.SKIPPED
+            assignment.finished_at = clock.now()
+            assignment.save(update_fields=["status", "finished_at"])
+    return assignment
