@@ -33,9 +33,7 @@ def campaigns_visible_to(user: AbstractBaseUser) -> QuerySet[Campaign]:
 
 def role_of(user: AbstractBaseUser, campaign: Campaign) -> str | None:
     """Return the user's role in the campaign, or None for a stranger."""
-    return (
-        Membership.objects.filter(campaign=campaign, user=user).values_list("role", flat=True).first()
-    )
+    return Membership.objects.filter(campaign=campaign, user=user).values_list("role", flat=True).first()
 
 
 def campaign_for(user: AbstractBaseUser, campaign_id: int, roles: Iterable[str] = ANY_MEMBER) -> Campaign:

@@ -51,9 +51,7 @@ class Campaign(models.Model):
         default=2, help_text="How many labels beyond the overlap a surfaced pair may ask for."
     )
     priority_weights = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -75,9 +73,7 @@ class Membership(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["campaign", "user"], name="membership_one_role_per_campaign")
-        ]
+        constraints = [models.UniqueConstraint(fields=["campaign", "user"], name="membership_one_role_per_campaign")]
 
     def __str__(self) -> str:
         return f"{self.user} as {self.role} in {self.campaign}"
@@ -109,9 +105,7 @@ class Item(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["campaign", "external_id"], name="item_external_id_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["campaign", "external_id"], name="item_external_id_unique")]
 
     def __str__(self) -> str:
         return self.external_id
@@ -124,9 +118,7 @@ class Response(models.Model):
     model = models.CharField(max_length=200, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["item", "external_id"], name="response_external_id_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["item", "external_id"], name="response_external_id_unique")]
 
     def __str__(self) -> str:
         return f"{self.item_id}/{self.external_id}"
@@ -165,12 +157,12 @@ class Pair(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"pair {self.pk} of {self.item_id}"
+
     @property
     def is_gold(self) -> bool:
         return bool(self.gold_answer)
-
-    def __str__(self) -> str:
-        return f"pair {self.pk} of {self.item_id}"
 
 
 class PriorLabel(models.Model):
@@ -180,6 +172,9 @@ class PriorLabel(models.Model):
     more_hallucinated = models.CharField(max_length=8, choices=Choice.choices)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     source = models.CharField(max_length=100, blank=True)
+
+    def __str__(self) -> str:
+        return f"prior {self.more_hallucinated} on {self.pair_id}"
 
 
 class Assignment(models.Model):
@@ -191,9 +186,7 @@ class Assignment(models.Model):
         SKIPPED = "skipped", "Skipped"
 
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
-    )
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     left = models.CharField(max_length=1, choices=Side.choices)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.LEASED)
     leased_at = models.DateTimeField()
@@ -207,10 +200,11 @@ class Assignment(models.Model):
         ]
         indexes = [
             models.Index(fields=["annotator", "status"], name="assignment_annotator_idx"),
-            models.Index(
-                fields=["pair", "expires_at"], condition=Q(status="leased"), name="assignment_live_lease_idx"
-            ),
+            models.Index(fields=["pair", "expires_at"], condition=Q(status="leased"), name="assignment_live_lease_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk}: pair {self.pair_id} to {self.annotator_id}"
 
 
 class Annotation(models.Model):
@@ -218,9 +212,7 @@ class Annotation(models.Model):
 
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="annotation")
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="annotations")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations"
-    )
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
     more_hallucinated = models.CharField(max_length=8, choices=Choice.choices)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     hallucination_types = models.JSONField(default=list, blank=True)
@@ -232,6 +224,9 @@ class Annotation(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["pair", "created_at"], name="annotation_pair_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.more_hallucinated}/{self.strength} on pair {self.pair_id}"
 
 
 class ImportJob(models.Model):
@@ -256,6 +251,9 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.status})"
 
     @property
     def is_terminal(self) -> bool:

@@ -287,6 +287,7 @@ def _styles(verbose_p: float | None, rng: random.Random) -> tuple[bool, bool]:
 
 
 def _styled(claim: str, verbose: bool, rng: random.Random) -> str:
+    """Write the claim tersely, or padded with words that add no facts."""
     if not verbose:
         return f"{claim}."
     return f"{rng.choice(OPENERS)} {claim}{rng.choice(HEDGES)}.{rng.choice(CLOSERS)}"
@@ -294,6 +295,8 @@ def _styled(claim: str, verbose: bool, rng: random.Random) -> str:
 
 @dataclass(frozen=True)
 class _Streams:
+    """Independent random streams, so changing label or style settings keeps the same scenes."""
+
     content: random.Random
     style: random.Random
     labels: random.Random
@@ -303,15 +306,9 @@ class _Streams:
         return cls(*(random.Random(f"{seed}/{name}") for name in ("content", "style", "labels")))
 
 
-def _prior(more_hallucinated: str, rng: random.Random) -> dict[str, Any]:
-    strength = rng.randint(1, MAX_STRENGTH)
-    pair = list(RESPONSE_IDS)
-    return {
-        "pair": pair,
-        "more_hallucinated": more_hallucinated,
-        "strength": strength,
-        "source": PRIOR_SOURCE,
-    }
+def _label(more_hallucinated: str, **extra: Any) -> dict[str, Any]:
+    """Return a `prior` or `gold` entry for the item's only pair."""
+    return {"pair": list(RESPONSE_IDS), "more_hallucinated": more_hallucinated, **extra}
 
 
 def _make_item(
@@ -340,9 +337,11 @@ def _make_item(
     flipped = None
     if config.prior_noise is not None:
         flipped = rngs.labels.random() < config.prior_noise
-        item["prior"] = [_prior(faithful_id if flipped else hallucinated_id, rngs.labels)]
+        named = faithful_id if flipped else hallucinated_id
+        strength = rngs.labels.randint(1, MAX_STRENGTH)
+        item["prior"] = [_label(named, strength=strength, source=PRIOR_SOURCE)]
     if gold:
-        item["gold"] = [{"pair": list(RESPONSE_IDS), "more_hallucinated": hallucinated_id}]
+        item["gold"] = [_label(hallucinated_id)]
     item["meta"] = {
         "qtype": qtype,
         "hallucination_type": question.hallucination_type,

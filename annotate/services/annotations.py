@@ -80,9 +80,7 @@ def _ensure_slot(assignment: Assignment) -> None:
         )
 
 
-def annotation_submit(
-    *, assignment_id: int, annotator: AbstractBaseUser, label: LabelInput
-) -> tuple[Annotation, bool]:
+def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label: LabelInput) -> tuple[Annotation, bool]:
     """Save the label for an assignment; a resubmission returns the first annotation and creates nothing.
 
     Returns the annotation and whether it was created now.

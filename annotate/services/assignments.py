@@ -114,9 +114,7 @@ def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser) -> Lease
 def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
     """Give a leased pair back to the pool; the annotator will not be shown it again."""
     with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update().filter(pk=assignment_id, annotator=annotator).first()
-        )
+        assignment = Assignment.objects.select_for_update().filter(pk=assignment_id, annotator=annotator).first()
         if assignment is None:
             raise NotFoundError(f"No assignment {assignment_id}.")
         if assignment.status == Assignment.Status.DONE:

@@ -99,11 +99,13 @@ def user_create(*, username: str, password: str, email: str = "") -> AbstractBas
     User = get_user_model()
     user = User(username=username, email=email)
     try:
-        user.full_clean(exclude=["password"])
+        user.full_clean(exclude=["password"], validate_unique=False)  # a taken name is a 409, below
         validate_password(password, user)
     except ValidationError as exc:
         fields = getattr(exc, "message_dict", {"password": exc.messages})
-        raise ApplicationError("The user is not valid.", extra={"fields": {k: " ".join(v) for k, v in fields.items()}})
+        raise ApplicationError(
+            "The user is not valid.", extra={"fields": {k: " ".join(v) for k, v in fields.items()}}
+        ) from exc
     user.set_password(password)
     try:
         with transaction.atomic():

@@ -1,0 +1,41 @@
+# The two commands of README.md: `make demo` and `make test`. Everything else here serves them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rewardlab
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install demo test services lint bench-web
+
+install: $(VENV)/.installed node_modules/.installed
+
+# torch is pinned to the CPU wheel (pyproject.toml); an unpinned torch would pull gigabytes of CUDA packages.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# htmx comes from the npm package htmx.org, served straight from node_modules.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_setup
+	bash -c 'trap "kill 0" EXIT; \
+	  $(VENV)/bin/celery -A workers worker -Q cpu,gpu --concurrency 1 --loglevel warning & \
+	  $(PY) manage.py runserver 127.0.0.1:8000'
+
+services:
+	bash .ci/services
+
+test: install services
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	  $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench-web: install services
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(PY) bench/web.py

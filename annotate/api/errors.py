@@ -1,0 +1,32 @@
+"""The one place that turns errors into JSON: `{"detail": ..., "fields": {...}}` (API.md, "REST API")."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from annotate.exceptions import ApplicationError
+
+
+def _field_messages(detail: object) -> dict[str, list[str]]:
+    if isinstance(detail, dict):
+        return {key: [str(m) for m in (value if isinstance(value, list) else [value])] for key, value in detail.items()}
+    return {"non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Map ApplicationError subclasses to their status; give DRF validation errors a `detail` too."""
+    if isinstance(exc, ApplicationError):
+        body: dict = {"detail": exc.message}
+        extra = dict(exc.extra)
+        if "fields" in extra:
+            body["fields"] = {key: [str(value)] for key, value in extra.pop("fields").items()}
+        body.update(extra)
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(
+            {"detail": "The request is not valid.", "fields": _field_messages(exc.detail)},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,121 @@
+"""The annotator's loop over REST: lease the next pair, submit a label, skip."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate import access
+from annotate.api.pagination import IdCursorPagination, paginated
+from annotate.api.serializers import PairOutput
+from annotate.models import HALLUCINATION_TYPES, Annotation, Choice, Side
+from annotate.selectors import annotation_list, pseudonym
+from annotate.services.annotations import LabelInput, annotation_submit
+from annotate.services.assignments import assignment_next, assignment_skip
+
+
+class NextPairOutput(serializers.Serializer):
+    assignment = serializers.IntegerField(source="pk")
+    expires_at = serializers.DateTimeField()
+    left = serializers.ChoiceField(choices=Side.choices)
+    pair = serializers.SerializerMethodField()
+
+    def get_pair(self, assignment) -> PairOutput:
+        return PairOutput(assignment.pair, context={"annotator_view": True}).data
+
+
+class NextPairApi(APIView):
+    """Lease the next pair to label (annotators); 204 when nothing is left for you."""
+
+    @extend_schema(
+        responses={200: NextPairOutput, 204: OpenApiResponse(description="Nothing left to label.")},
+        operation_id="campaign_next_pair",
+    )
+    def get(self, request, campaign_id: int):
+        campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
+        lease = assignment_next(campaign=campaign, annotator=request.user)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(NextPairOutput(lease.assignment).data)
+
+
+class SpanInput(serializers.Serializer):
+    response = serializers.ChoiceField(choices=Side.choices)
+    start = serializers.IntegerField(min_value=0)
+    end = serializers.IntegerField(min_value=1)
+
+
+class AnnotationOutput(serializers.ModelSerializer):
+    annotator = serializers.SerializerMethodField()
+    campaign = serializers.IntegerField(source="pair.campaign_id")
+    external_id = serializers.CharField(source="pair.item.external_id")
+    a = serializers.CharField(source="pair.a.external_id")
+    b = serializers.CharField(source="pair.b.external_id")
+
+    class Meta:
+        model = Annotation
+        fields = [
+            "id", "assignment", "pair", "campaign", "external_id", "a", "b", "annotator", "more_hallucinated",
+            "strength", "hallucination_types", "spans", "rationale", "shown_left", "duration_ms", "created_at",
+        ]  # fmt: skip
+
+    def get_annotator(self, annotation: Annotation) -> str:
+        return pseudonym(user_id=annotation.annotator_id, campaign_id=annotation.pair.campaign_id)
+
+
+class AnnotationCreateApi(APIView):
+    """Submit a label for your assignment; resubmitting returns the first annotation (200), never a second."""
+
+    class InputSerializer(serializers.Serializer):
+        assignment = serializers.IntegerField()
+        more_hallucinated = serializers.ChoiceField(choices=Choice.choices)
+        strength = serializers.IntegerField(required=False, allow_null=True, default=None)
+        hallucination_types = serializers.ListField(
+            child=serializers.ChoiceField(choices=HALLUCINATION_TYPES), required=False, default=list
+        )
+        spans = SpanInput(many=True, required=False, default=list)
+        rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+        duration_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+
+    @extend_schema(request=InputSerializer, responses={201: AnnotationOutput, 200: AnnotationOutput})
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        label = LabelInput(
+            more_hallucinated=data["more_hallucinated"],
+            strength=data["strength"],
+            hallucination_types=tuple(data["hallucination_types"]),
+            spans=tuple(dict(span) for span in data["spans"]),
+            rationale=data["rationale"],
+            duration_ms=data["duration_ms"],
+        )
+        annotation, created = annotation_submit(assignment_id=data["assignment"], annotator=request.user, label=label)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(AnnotationOutput(annotation).data, status=code)
+
+
+class AssignmentSkipApi(APIView):
+    """Give a leased pair back; you will not be shown it again."""
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, assignment_id: int):
+        assignment_skip(assignment_id=assignment_id, annotator=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CampaignAnnotationsApi(APIView):
+    """Every human label of the campaign (leads, researchers), oldest first, cursor-paginated."""
+
+    @extend_schema(responses={200: AnnotationOutput(many=True)})
+    def get(self, request, campaign_id: int):
+        campaign = access.campaign_for(request.user, campaign_id, access.READ_DATA)
+        return paginated(
+            view=self,
+            request=request,
+            queryset=annotation_list(campaign=campaign),
+            serializer_class=AnnotationOutput,
+            pagination_class=IdCursorPagination,
+        )

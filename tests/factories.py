@@ -1,0 +1,57 @@
+"""Small builders for campaign content, so tests need not go through an import package."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+from django.core.files.base import ContentFile
+from PIL import Image as PILImage
+
+from annotate.models import Campaign, Image, Item, Pair, Response
+
+
+def png_bytes(colour: tuple[int, int, int] = (200, 30, 30), size: int = 16) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (size, size), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_image(colour: tuple[int, int, int] = (200, 30, 30)) -> Image:
+    data = png_bytes(colour)
+    sha = hashlib.sha256(data).hexdigest()
+    existing = Image.objects.filter(sha256=sha).first()
+    if existing:
+        return existing
+    image = Image(sha256=sha, width=16, height=16, format="PNG", size_bytes=len(data))
+    image.file.save(f"{sha[:2]}/{sha}.png", ContentFile(data), save=False)
+    image.save()
+    return image
+
+
+def make_pairs(
+    campaign: Campaign,
+    n: int,
+    *,
+    gold: int = 0,
+    prompt: str = "How many red balls?",
+    texts=("Two.", "Three."),
+) -> list[Pair]:
+    """Create n items with one pair each; the first `gold` pairs are gold with `b` more hallucinated."""
+    image = make_image()
+    pairs = []
+    for index in range(n):
+        item = Item.objects.create(campaign=campaign, external_id=f"item-{index:05d}", image=image, prompt=prompt)
+        a = Response.objects.create(item=item, external_id="r0", text=texts[0], model="m0")
+        b = Response.objects.create(item=item, external_id="r1", text=texts[1], model="m1")
+        pairs.append(
+            Pair.objects.create(
+                campaign=campaign,
+                item=item,
+                a=a,
+                b=b,
+                needed_labels=campaign.overlap,
+                gold_answer="b" if index < gold else "",
+            )
+        )
+    return pairs
