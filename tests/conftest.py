@@ -72,6 +72,12 @@ def api_as():
 ROLES = Membership.Role
 
 
+# A worker on both queues, one task at a time, without the cluster chatter a single test worker does not need.
+WORKER_ARGS = (
+    "celery -A workers worker -Q cpu,gpu --pool solo --without-mingle --without-gossip --loglevel info".split()
+)
+
+
 @pytest.fixture
 def worker_process(django_db_setup, settings, tmp_path):
     """Start a real Celery worker process on the test database and Redis; stop it after the test.
@@ -92,22 +98,7 @@ def worker_process(django_db_setup, settings, tmp_path):
     }
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "-Q",
-            "cpu,gpu",
-            "--pool",
-            "solo",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "info",
-        ],  # fmt: skip
+        [sys.executable, "-m", *WORKER_ARGS],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

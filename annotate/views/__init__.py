@@ -1,0 +1,12 @@
+"""Server-rendered pages with htmx: thin function views that parse, call one service and render.
+
+Modules: `auth` (login, logout, the login decorator), `campaigns` (home), `label` (the labeling page),
+`imports` (a lead's uploads), `images` (item images behind access checks) and `errors` (domain errors
+to the error partial). `image_url` is here for the REST API, which shows the same image URLs.
+"""
+
+from __future__ import annotations
+
+from annotate.views.images import image_url
+
+__all__ = ["image_url"]
