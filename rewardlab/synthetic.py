@@ -311,9 +311,7 @@ def _label(more_hallucinated: str, **extra: Any) -> dict[str, Any]:
     return {"pair": list(RESPONSE_IDS), "more_hallucinated": more_hallucinated, **extra}
 
 
-def _make_item(
-    config: SyntheticConfig, rngs: _Streams, number: int, gold: bool
-) -> tuple[dict[str, Any], Scene]:
+def _make_item(config: SyntheticConfig, rngs: _Streams, number: int, gold: bool) -> tuple[dict[str, Any], Scene]:
     """Build one item; the faithful answer sits at r0 or r1 by chance, so position is no shortcut."""
     qtype = rngs.content.choice(config.qtypes)
     scene, question = _scene_and_question(qtype, config.image_size, rngs.content)

@@ -56,9 +56,7 @@ def items() -> list[dict[str, Any]]:
 
 def test_same_seed_gives_identical_zip_bytes(tmp_path):
     seeds = (3, 3, 4)
-    paths = [
-        write_package(SyntheticConfig(n_items=30, seed=s), tmp_path / f"{i}.zip") for i, s in enumerate(seeds)
-    ]
+    paths = [write_package(SyntheticConfig(n_items=30, seed=s), tmp_path / f"{i}.zip") for i, s in enumerate(seeds)]
     first, again, other = (path.read_bytes() for path in paths)
     assert first == again
     assert first != other

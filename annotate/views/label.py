@@ -1,0 +1,245 @@
+"""The labeling page: one pair at a time, fast from the keyboard (API.md, "Labels").
+
+The screen speaks in sides (left/right) because the annotator sees a per-assignment random order; the
+services speak in the pair's canonical a/b. `canonical_choice` is the one place that translates.
+Every action works as a plain POST + redirect; with htmx the next pair's panel swaps in directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest, HttpResponseBase
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_POST, require_safe
+
+from annotate import access, selectors
+from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
+from annotate.models import HALLUCINATION_TYPES, Assignment, Campaign, Choice, Response, Side
+from annotate.services.annotations import LabelInput, annotation_submit
+from annotate.services.assignments import assignment_next, assignment_skip
+from annotate.views.auth import login_required
+from annotate.views.errors import renders_errors
+from annotate.views.images import image_url
+
+PAGE_TEMPLATE = "label/page.html"
+PANEL_TEMPLATE = f"{PAGE_TEMPLATE}#label-panel"
+
+# What the form says, in screen terms.
+SHOWN_LEFT = "left"
+SHOWN_RIGHT = "right"
+
+# Keyboard scheme, rendered next to every control and read back by static/js/label.js from data-key:
+# digits pick the side, the top letter row the strength, the bottom row toggles types.
+CHOICE_OPTIONS = (
+    (SHOWN_LEFT, "Left more hallucinated", "1"),
+    (SHOWN_RIGHT, "Right more hallucinated", "2"),
+    (Choice.BOTH.value, "Both equally", "3"),
+    (Choice.NEITHER.value, "Neither", "4"),
+)
+STRENGTH_KEYS = "qwertyuiop"  # one per level; campaigns allow at most 10 levels (services/campaigns.py)
+TYPE_KEYS = "zxcvbn"
+assert len(TYPE_KEYS) == len(HALLUCINATION_TYPES), "one key per hallucination type"
+
+# A duration past this is a tab left open, not time spent on the pair: it is recorded as unknown.
+MAX_DURATION_MS = 6 * 60 * 60 * 1000
+# Unprocessable Content: the label was read but is not valid; htmx is told to swap it (base.html).
+INVALID_STATUS = 422
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+    key: str
+
+
+class AssignmentForm(forms.Form):
+    """Parse the hidden assignment id that every action on the panel posts."""
+
+    assignment = forms.IntegerField(min_value=1)
+
+
+class LabelForm(AssignmentForm):
+    """Parse the label form; what makes a label valid is the service's business, not this form's."""
+
+    more_hallucinated = forms.ChoiceField(
+        choices=[(value, label) for value, label, _ in CHOICE_OPTIONS], required=False
+    )
+    strength = forms.IntegerField(required=False)
+    hallucination_types = forms.MultipleChoiceField(
+        choices=[(name, name) for name in HALLUCINATION_TYPES], required=False
+    )
+    rationale = forms.CharField(required=False)
+    duration_ms = forms.IntegerField(required=False)
+
+    def clean_duration_ms(self) -> int | None:
+        duration = self.cleaned_data["duration_ms"]
+        return duration if duration is not None and 0 <= duration <= MAX_DURATION_MS else None
+
+
+def canonical_choice(shown: str, *, left: str) -> str:
+    """Translate the side picked on screen into the pair's canonical order, given which side was left.
+
+    >>> [canonical_choice(shown, left="b") for shown in ("left", "right", "both")]
+    ['b', 'a', 'both']
+    """
+    if shown == SHOWN_LEFT:
+        return left
+    if shown == SHOWN_RIGHT:
+        return Side.B if left == Side.A else Side.A
+    return shown
+
+
+def label_input(data: dict, *, left: str) -> LabelInput:
+    """Build the service's input from the parsed form; strength only means something for a side."""
+    choice = canonical_choice(data["more_hallucinated"], left=left)
+    return LabelInput(
+        more_hallucinated=choice,
+        strength=data["strength"] if choice in (Side.A, Side.B) else None,
+        hallucination_types=tuple(data["hallucination_types"]),
+        rationale=data["rationale"],
+        duration_ms=data["duration_ms"],
+    )
+
+
+def _strength_options(campaign: Campaign) -> list[Option]:
+    words = list(campaign.strength_labels) or [""] * campaign.strength_scale
+    return [
+        Option(str(level), word, STRENGTH_KEYS[level - 1])
+        for level, word in enumerate(words[: campaign.strength_scale], start=1)
+    ]
+
+
+def _assignment(pk: int, *, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment:
+    assignment = (
+        Assignment.objects.select_related("pair__item__image", "pair__a", "pair__b")
+        .filter(pk=pk, annotator=annotator, pair__campaign=campaign)
+        .first()
+    )
+    if assignment is None:
+        raise NotFoundError(f"No assignment {pk} of yours in campaign {campaign.pk}.")
+    return assignment
+
+
+def _posted_assignment(form: AssignmentForm, *, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment:
+    """Return the assignment the form names: the user's own, in this campaign."""
+    if not form.is_valid() and "assignment" in form.errors:
+        raise ApplicationError(f"Expected the id of an assignment, got {form.data.get('assignment')!r}.")
+    return _assignment(form.cleaned_data["assignment"], campaign=campaign, annotator=annotator)
+
+
+def _next_assignment(campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
+    lease = assignment_next(campaign=campaign, annotator=annotator)
+    return _assignment(lease.assignment.pk, campaign=campaign, annotator=annotator) if lease else None
+
+
+def _sides(assignment: Assignment) -> tuple[Response, Response]:
+    pair = assignment.pair
+    return (pair.a, pair.b) if assignment.left == Side.A else (pair.b, pair.a)
+
+
+def _render_panel(
+    request: HttpRequest,
+    campaign: Campaign,
+    assignment: Assignment | None,
+    *,
+    values: dict | None = None,
+    errors: dict | None = None,
+    notice: str = "",
+    status: int = 200,
+) -> TemplateResponse:
+    """Render the label panel (htmx) or the whole page around it, for this assignment or "all done"."""
+    context = {
+        "campaign": campaign,
+        "assignment": assignment,
+        "done_count": selectors.annotator_done_count(campaign=campaign, user_id=request.user.pk),
+        "choice_options": [Option(*option) for option in CHOICE_OPTIONS],
+        "strength_options": _strength_options(campaign),
+        "type_options": [Option(name, name, key) for name, key in zip(HALLUCINATION_TYPES, TYPE_KEYS, strict=True)],
+        "values": values or {},
+        "errors": errors or {},
+        "notice": notice,
+    }
+    if assignment is not None:
+        item = assignment.pair.item
+        left, right = _sides(assignment)
+        context.update(
+            item=item,
+            image_src=image_url(item.image),
+            left_response=left,
+            right_response=right,
+            facts=item.facts if campaign.show_facts else None,
+        )
+    template = PANEL_TEMPLATE if request.htmx else PAGE_TEMPLATE
+    return TemplateResponse(request, template, context, status=status)
+
+
+def _next_panel(request: HttpRequest, campaign: Campaign, *, notice: str = "") -> HttpResponseBase:
+    """After an action: the next pair's panel for htmx, a redirect to the label page otherwise."""
+    if not request.htmx:
+        if notice:
+            messages.warning(request, notice)
+        return redirect("label-page", campaign_id=campaign.pk)
+    return _render_panel(request, campaign, _next_assignment(campaign, request.user), notice=notice)
+
+
+@require_safe
+@login_required
+@renders_errors
+def label_page(request: HttpRequest, campaign_id: int) -> TemplateResponse:
+    """Show the annotator's current pair (leasing the next one if needed), or "all done"."""
+    campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
+    return _render_panel(request, campaign, _next_assignment(campaign, request.user))
+
+
+@require_POST
+@login_required
+@renders_errors
+def label_submit(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
+    """Save a label, then show the next pair; a repeated submit saves nothing new."""
+    campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
+    form = LabelForm(request.POST)
+    assignment = _posted_assignment(form, campaign=campaign, annotator=request.user)
+    # What the annotator had entered, shown again if the label is refused.
+    values = {
+        "more_hallucinated": request.POST.get("more_hallucinated", ""),
+        "strength": request.POST.get("strength", ""),
+        "hallucination_types": request.POST.getlist("hallucination_types"),
+        "rationale": request.POST.get("rationale", ""),
+    }
+    if form.errors:
+        errors = {field: " ".join(messages) for field, messages in form.errors.items()}
+        return _render_panel(request, campaign, assignment, values=values, errors=errors, status=INVALID_STATUS)
+    label = label_input(form.cleaned_data, left=assignment.left)
+    try:
+        annotation_submit(assignment_id=assignment.pk, annotator=request.user, label=label)
+    except ConflictError as exc:
+        # The pair was skipped, or its lease expired and went to others: nothing to fix here, move on.
+        return _next_panel(request, campaign, notice=exc.message)
+    except ApplicationError as exc:
+        if not exc.extra.get("fields"):
+            raise
+        return _render_panel(
+            request, campaign, assignment, values=values, errors=exc.extra["fields"], status=INVALID_STATUS
+        )
+    return _next_panel(request, campaign)
+
+
+@require_POST
+@login_required
+@renders_errors
+def label_skip(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
+    """Give the pair back without a label, then show the next one."""
+    campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
+    form = AssignmentForm(request.POST)
+    assignment = _posted_assignment(form, campaign=campaign, annotator=request.user)
+    try:
+        assignment_skip(assignment_id=assignment.pk, annotator=request.user)
+    except ConflictError as exc:
+        return _next_panel(request, campaign, notice=exc.message)  # already labeled: nothing to skip
+    return _next_panel(request, campaign)

@@ -1,0 +1,181 @@
+"""The labeling page in headless Chromium: sign in, label three pairs from the keyboard alone.
+
+Playwright's sync API runs an event loop in this thread, so Django's ORM calls here would be refused
+as "async unsafe"; DJANGO_ALLOW_ASYNC_UNSAFE is Django's documented switch for exactly this case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image as PILImage
+from PIL import ImageDraw
+
+from annotate.models import Annotation, Image, Item, Pair, Response
+from annotate.services.campaigns import campaign_update
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+SCENES = [
+    (
+        "How many red balls are in the image?",
+        "There are two red balls next to a blue box on a wooden table.",
+        "There are three red balls on the table, and a small dog is sitting beside the blue box.",
+        {"caption": "Two red balls and a blue box on a table.", "answer": "two"},
+    ),
+    (
+        "What colour is the box?",
+        "The box is blue.",
+        "The box is green and has a white label on its front.",
+        {"caption": "A blue box beside two red balls.", "answer": "blue"},
+    ),
+    (
+        "Is anything on top of the box?",
+        "No, the top of the box is empty.",
+        "Yes, one red ball rests on top of the box.",
+        {"caption": "Nothing is on the box.", "answer": "no"},
+    ),
+    (
+        "Describe the scene.",
+        "Two glossy red balls sit on a light table to the left of a blue box. The background is plain grey.",
+        "Two red balls and a blue box are on a table. A window behind them shows a sunny garden with trees.",
+        {"caption": "Two red balls left of a blue box, plain grey background.", "answer": ""},
+    ),
+]
+
+
+def scene_png() -> bytes:
+    """Draw a small still life (two red balls, a blue box) so the screenshots look like the real thing."""
+    image = PILImage.new("RGB", (640, 420), (214, 217, 224))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 300, 640, 420), fill=(196, 160, 118))
+    draw.rectangle((380, 160, 540, 320), fill=(46, 92, 196), outline=(30, 60, 140), width=4)
+    for x in (110, 240):
+        draw.ellipse((x, 220, x + 100, 320), fill=(205, 38, 38), outline=(140, 20, 20), width=3)
+        draw.ellipse((x + 22, 238, x + 44, 258), fill=(240, 150, 150))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def scenes(campaign):
+    """Four pairs with a real-looking image, facts shown and instructions set."""
+    campaign_update(
+        campaign=campaign,
+        show_facts=True,
+        instructions=(
+            "Compare the two answers against the image. Pick the one that states more things that are not in "
+            "the image, then say how much better the other answer is.\nUse the facts as a hint, not as the truth."
+        ),
+    )
+    data = scene_png()
+    sha = hashlib.sha256(data).hexdigest()
+    name = default_storage.save(f"images/{sha}.png", ContentFile(data))
+    image = Image.objects.create(sha256=sha, file=name, width=640, height=420, format="PNG", size_bytes=len(data))
+    for index, (prompt, text_a, text_b, facts) in enumerate(SCENES):
+        item = Item.objects.create(
+            campaign=campaign, external_id=f"scene-{index:04d}", image=image, prompt=prompt, facts=facts
+        )
+        a = Response.objects.create(item=item, external_id="r0", text=text_a, model="m0")
+        b = Response.objects.create(item=item, external_id="r1", text=text_b, model="m1")
+        Pair.objects.create(campaign=campaign, item=item, a=a, b=b, needed_labels=campaign.overlap, priority=-index)
+    return campaign
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    # Before Playwright starts its loop: the ORM calls of the test and its fixtures run beside it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    playwright = sync_api.sync_playwright().start()
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+    playwright.stop()
+
+
+def test_annotator_labels_three_pairs_with_the_keyboard(live_server, browser, scenes):
+    expect = sync_api.expect
+    page = browser.new_page(viewport=DESKTOP)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
+
+    # Sign in through the form, then open the campaign's label page from the list.
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "ann1")
+    page.fill("#id_password", "pw-ann1")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server.url}/")
+    page.get_by_role("link", name="Label").click()
+    page.wait_for_url(f"{live_server.url}/campaigns/{scenes.pk}/label/")
+    assert page.evaluate("typeof window.htmx") == "object", "htmx did not load from the npm package"
+    expect(page.locator(".counter__n")).to_have_text("0")
+    page.evaluate("window.__sameDocument = true")
+
+    # 1) left, strength 3 (E), type count (C), Enter.
+    for key in ("1", "e", "c", "Enter"):
+        page.keyboard.press(key)
+    expect(page.locator(".counter__n")).to_have_text("1")
+
+    # 2) right, strength 1 (Q), a rationale typed after "/", Esc out of the box, Enter.
+    for key in ("2", "q", "/"):
+        page.keyboard.press(key)
+    page.keyboard.type("The right answer adds a dog.")
+    for key in ("Escape", "Enter"):
+        page.keyboard.press(key)
+    expect(page.locator(".counter__n")).to_have_text("2")
+
+    # 3) neither, then Enter twice in a row: one label, and no error on the next pair.
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    expect(page.locator(".counter__n")).to_have_text("3")
+    page.wait_for_timeout(300)
+    expect(page.locator("#label-panel .alert")).to_have_count(0)
+
+    assert page.evaluate("window.__sameDocument") is True, "the pairs must swap in without a page load"
+    assert problems == []
+    annotations = list(Annotation.objects.order_by("id"))
+    assert len(annotations) == 3
+    assert all(annotation.duration_ms and annotation.duration_ms > 0 for annotation in annotations)
+    assert [annotation.strength for annotation in annotations] == [3, 1, None]
+    assert annotations[0].hallucination_types == ["count"]
+    assert annotations[1].rationale == "The right answer adds a dog."
+    assert annotations[2].more_hallucinated == "neither"
+    for annotation, shown in zip(annotations[:2], ("left", "right"), strict=True):
+        # What was picked on screen, turned back from canonical a/b with the side shown on the left.
+        on_left = annotation.more_hallucinated == annotation.shown_left
+        assert ("left" if on_left else "right") == shown
+
+    # The fourth pair, half labeled, for the screenshots; nothing may overflow at phone width.
+    for key in ("2", "w", "x"):
+        page.keyboard.press(key)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "label_page.png")
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(100)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=ARTIFACTS / "label_page_phone.png")
+    page.screenshot(path=ARTIFACTS / "label_page_phone_full.png", full_page=True)
+
+    # F zooms the image, Esc closes it.
+    page.set_viewport_size(DESKTOP)
+    page.keyboard.press("f")
+    expect(page.locator(".item-image")).to_have_class("item-image is-zoomed")
+    page.keyboard.press("Escape")
+    expect(page.locator(".item-image")).to_have_class("item-image")
+    page.close()
