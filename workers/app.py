@@ -18,6 +18,6 @@ app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
 def _make_broker_folders(sender: Celery, **_: object) -> None:
     """Create the embedded broker's folders; kombu's filesystem transport expects them to exist."""
     options = sender.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if key in options:
             os.makedirs(options[key], exist_ok=True)
