@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from annotate.exceptions import NotFoundError, PermissionDeniedError
-from annotate.models import Campaign, Membership
+from annotate.models import Campaign, ImportJob, Membership
 
 Role = Membership.Role
 
@@ -62,3 +62,12 @@ def image_visible_to(user: AbstractBaseUser, image_sha256: str) -> bool:
     if not user.is_authenticated:
         return False
     return campaigns_visible_to(user).filter(items__image__sha256=image_sha256).exists()
+
+
+def import_job_for(user: AbstractBaseUser, job_id: int) -> ImportJob:
+    """Return an import job if the user leads its campaign; strangers get the same 404 as for a missing id."""
+    job = ImportJob.objects.select_related("created_by", "campaign").filter(pk=job_id).first()
+    if job is None:
+        raise NotFoundError(f"No import job {job_id}.")
+    campaign_for(user, job.campaign_id, MANAGE)
+    return job

@@ -6,11 +6,16 @@ import hashlib
 import hmac
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from statistics import median
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
+from annotate import access
+from annotate.exceptions import NotFoundError
 from annotate.models import Annotation, Assignment, Campaign, Choice, Membership, Pair
 
 PREFERENCE = {Choice.A, Choice.B}
@@ -87,3 +92,54 @@ def campaign_counts(campaign: Campaign) -> dict[str, int]:
         "open_leases": Assignment.objects.filter(pair__campaign=campaign, status=Assignment.Status.LEASED).count(),
         "members": Membership.objects.filter(campaign=campaign).count(),
     }
+
+
+STAFF_ROLE_LABEL = "Staff"
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    campaign: Campaign
+    role_label: str
+    can_label: bool
+    can_manage: bool
+    can_read_data: bool
+
+
+def _count_per_campaign(queryset, field: str, aggregate) -> Subquery:
+    """A correlated subquery of one aggregate over `queryset`, grouped by its `field` campaign."""
+    grouped = queryset.filter(**{field: OuterRef("pk")}).order_by().values(field).annotate(n=aggregate)
+    return Coalesce(Subquery(grouped.values("n"), output_field=IntegerField()), 0)
+
+
+def campaign_rows(user: AbstractBaseUser) -> list[CampaignRow]:
+    """Return the campaigns the user sees, newest first, with their role, own label count and totals."""
+    my_role = Membership.objects.filter(campaign=OuterRef("pk"), user=user).values("role")[:1]
+    campaigns = access.campaigns_visible_to(user).annotate(
+        my_role=Subquery(my_role),
+        my_done=_count_per_campaign(Annotation.objects.filter(annotator=user), "pair__campaign", Count("pk")),
+        pairs_total=_count_per_campaign(Pair.objects.all(), "campaign", Count("pk")),
+        labels_total=_count_per_campaign(Pair.objects.all(), "campaign", Sum("labels_count")),
+    )
+    return [
+        CampaignRow(
+            campaign=campaign,
+            role_label=Membership.Role(campaign.my_role).label if campaign.my_role else STAFF_ROLE_LABEL,
+            can_label=access.user_can(user, campaign, access.LABEL),
+            can_manage=access.user_can(user, campaign, access.MANAGE),
+            can_read_data=access.user_can(user, campaign, access.READ_DATA),
+        )
+        for campaign in campaigns
+    ]
+
+
+def assignment_of_annotator(*, assignment_id: int, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment:
+    """Return the annotator's own assignment in this campaign, with what the label panel shows."""
+    assignment = (
+        Assignment.objects.select_related("pair__item__image", "pair__a", "pair__b")
+        .filter(pk=assignment_id, annotator=annotator, pair__campaign=campaign)
+        .first()
+    )
+    if assignment is None:
+        raise NotFoundError(f"No assignment {assignment_id} of yours in campaign {campaign.pk}.")
+    return assignment

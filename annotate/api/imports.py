@@ -11,8 +11,6 @@ from rest_framework.views import APIView
 from annotate import access
 from annotate.api.pagination import paginated
 from annotate.api.serializers import ImportJobOutput
-from annotate.exceptions import NotFoundError
-from annotate.models import ImportJob
 from annotate.services.imports import import_job_create
 
 
@@ -45,8 +43,4 @@ class ImportJobDetailApi(APIView):
 
     @extend_schema(responses={200: ImportJobOutput})
     def get(self, request, job_id: int):
-        job = ImportJob.objects.filter(pk=job_id).first()
-        if job is None:
-            raise NotFoundError(f"No import job {job_id}.")
-        access.campaign_for(request.user, job.campaign_id, access.MANAGE)
-        return Response(ImportJobOutput(job).data)
+        return Response(ImportJobOutput(access.import_job_for(request.user, job_id)).data)

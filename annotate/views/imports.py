@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from django_htmx.http import HttpResponseStopPolling, reswap, retarget
 
 from annotate import access
-from annotate.exceptions import ApplicationError, NotFoundError
+from annotate.exceptions import ApplicationError
 from annotate.models import Campaign, ImportJob
 from annotate.services.imports import import_job_create
 from annotate.views.auth import login_required
@@ -106,10 +106,8 @@ def import_page(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
 @renders_errors
 def import_status(request: HttpRequest, job_id: int) -> HttpResponseBase:
     """Render one job's status fragment for htmx polling, or the import page around it."""
-    job = ImportJob.objects.select_related("created_by").filter(pk=job_id).first()
-    if job is None:
-        raise NotFoundError(f"No import job {job_id}.")
-    campaign = access.campaign_for(request.user, job.campaign_id, access.MANAGE)
+    job = access.import_job_for(request.user, job_id)
+    campaign = job.campaign
     if not request.htmx:
         return _page(request, campaign, job=job)
     if job.is_terminal:

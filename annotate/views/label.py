@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST, require_safe
 
 from annotate import access, selectors
-from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
+from annotate.exceptions import ApplicationError, ConflictError
 from annotate.models import HALLUCINATION_TYPES, Assignment, Campaign, Choice, Response, Side
 from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.assignments import assignment_next, assignment_skip
@@ -115,27 +115,22 @@ def _strength_options(campaign: Campaign) -> list[Option]:
     ]
 
 
-def _assignment(pk: int, *, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment:
-    assignment = (
-        Assignment.objects.select_related("pair__item__image", "pair__a", "pair__b")
-        .filter(pk=pk, annotator=annotator, pair__campaign=campaign)
-        .first()
-    )
-    if assignment is None:
-        raise NotFoundError(f"No assignment {pk} of yours in campaign {campaign.pk}.")
-    return assignment
-
-
 def _posted_assignment(form: AssignmentForm, *, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment:
     """Return the assignment the form names: the user's own, in this campaign."""
     if not form.is_valid() and "assignment" in form.errors:
         raise ApplicationError(f"Expected the id of an assignment, got {form.data.get('assignment')!r}.")
-    return _assignment(form.cleaned_data["assignment"], campaign=campaign, annotator=annotator)
+    return selectors.assignment_of_annotator(
+        assignment_id=form.cleaned_data["assignment"], campaign=campaign, annotator=annotator
+    )
 
 
 def _next_assignment(campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
     lease = assignment_next(campaign=campaign, annotator=annotator)
-    return _assignment(lease.assignment.pk, campaign=campaign, annotator=annotator) if lease else None
+    return (
+        selectors.assignment_of_annotator(assignment_id=lease.assignment.pk, campaign=campaign, annotator=annotator)
+        if lease
+        else None
+    )
 
 
 def _sides(assignment: Assignment) -> tuple[Response, Response]:
