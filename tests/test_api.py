@@ -176,3 +176,15 @@ def test_schema_and_docs_are_served(client):
     schema = client.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/v1/campaigns/{campaign_id}/next-pair/" in schema.content
     assert client.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_labeling_loop_has_a_fixed_query_budget(campaign, api_as, django_assert_max_num_queries):
+    """Next-pair and submit cost the same few queries however large the campaign (no N+1 on the hot path)."""
+    make_pairs(campaign, 50)
+    client = api_as("ann1")
+    client.get("/api/v1/campaigns/")  # token and session lookups warmed
+    with django_assert_max_num_queries(11):
+        assignment = client.get(f"/api/v1/campaigns/{campaign.pk}/next-pair/").json()["assignment"]
+    with django_assert_max_num_queries(10):
+        assert _submit(client, assignment).status_code == 201

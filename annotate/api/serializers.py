@@ -40,7 +40,7 @@ class ConsensusOutput(serializers.Serializer):
 
 
 class PairOutput(serializers.Serializer):
-    """A pair; pass `context={"annotator_view": True}` to trim it to what an annotator may see."""
+    """A pair; `context={"annotator_view": True, "show_facts": ...}` trims it to what an annotator may see."""
 
     id = serializers.IntegerField()
     item = ItemOutput()
@@ -61,13 +61,17 @@ class PairOutput(serializers.Serializer):
         # Model scores arrive with the reward-model loop; until a run has scored a pair it has none.
         return None
 
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        if self.context.get("annotator_view"):
+            for name in PRIVILEGED_PAIR_FIELDS:
+                fields.pop(name)
+        return fields
+
     def to_representation(self, pair: Pair) -> dict:
         data = super().to_representation(pair)
-        if self.context.get("annotator_view"):
-            for field in PRIVILEGED_PAIR_FIELDS:
-                data.pop(field)
-            if not pair.campaign.show_facts:
-                data["item"].pop("facts")
+        if self.context.get("annotator_view") and not self.context.get("show_facts"):
+            data["item"].pop("facts")
         return data
 
 
