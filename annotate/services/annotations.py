@@ -88,7 +88,7 @@ def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label:
     with transaction.atomic():
         assignment = (
             Assignment.objects.select_for_update(of=("self",))
-            .select_related("pair__campaign", "pair__a", "pair__b")
+            .select_related("pair__campaign", "pair__item", "pair__a", "pair__b")
             .filter(pk=assignment_id, annotator=annotator)
             .first()
         )

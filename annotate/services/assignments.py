@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from annotate import clock
 from annotate.exceptions import ConflictError, NotFoundError
@@ -52,10 +53,31 @@ def assignment_current(*, campaign: Campaign, annotator: AbstractBaseUser) -> As
     )
 
 
-def _candidates(*, campaign: Campaign, annotator: AbstractBaseUser, gold: bool, exclude: list[int]):
+def _live_leases(now: datetime) -> Coalesce:
+    """Count a pair's unexpired, unfinished leases, as a subquery per candidate row."""
+    leases = (
+        Assignment.objects.filter(pair=OuterRef("pk"), status=Assignment.Status.LEASED, expires_at__gt=now)
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(leases, output_field=IntegerField()), 0)
+
+
+def _candidates(*, campaign: Campaign, annotator: AbstractBaseUser, gold: bool, now: datetime, exclude: list[int]):
+    """Pairs this annotator has not seen, best first; non-gold ones only while their snapshot shows room.
+
+    The room filter keeps annotators from walking, one locked row at a time, past pairs that others'
+    live leases already fill; `_has_room` still decides after the lock, on fresh data.
+    """
     seen = Assignment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
     qs = Pair.objects.filter(campaign=campaign, status=Pair.Status.OPEN).exclude(Exists(seen))
-    qs = qs.exclude(gold_answer="") if gold else qs.filter(gold_answer="")
+    if gold:
+        qs = qs.exclude(gold_answer="")
+    else:
+        qs = qs.filter(gold_answer="").alias(load=F("labels_count") + _live_leases(now))
+        qs = qs.filter(load__lt=F("needed_labels"))
     if exclude:
         qs = qs.exclude(pk__in=exclude)
     return qs.order_by("-priority", "id")
@@ -71,7 +93,7 @@ def _lease_from_pool(*, campaign: Campaign, annotator: AbstractBaseUser, gold: b
     rejected: list[int] = []
     for _ in range(MAX_CANDIDATES):
         pair = (
-            _candidates(campaign=campaign, annotator=annotator, gold=gold, exclude=rejected)
+            _candidates(campaign=campaign, annotator=annotator, gold=gold, now=now, exclude=rejected)
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )
