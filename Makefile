@@ -38,4 +38,4 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 bench-web: install services
-	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(PY) bench/web.py
+	@DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(PY) bench/web.py

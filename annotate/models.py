@@ -155,6 +155,14 @@ class Pair(models.Model):
                 condition=Q(status="open"),
                 name="pair_assignable_idx",
             ),
+            # The gold pool: few rows among many, which the index above would make a scan of the campaign.
+            models.Index(
+                "campaign",
+                models.F("priority").desc(),
+                "id",
+                condition=Q(status="open") & ~Q(gold_answer=""),
+                name="pair_gold_assignable_idx",
+            ),
         ]
 
     def __str__(self) -> str:

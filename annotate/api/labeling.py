@@ -11,7 +11,7 @@ from annotate import access
 from annotate.api.pagination import IdCursorPagination, paginated
 from annotate.api.serializers import PairOutput
 from annotate.models import HALLUCINATION_TYPES, Annotation, Choice, Side
-from annotate.selectors import annotation_list, assignment_of_annotator, pseudonym
+from annotate.selectors import annotation_list, pseudonym
 from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.assignments import assignment_next, assignment_skip
 
@@ -39,10 +39,7 @@ class NextPairApi(APIView):
         lease = assignment_next(campaign=campaign, annotator=request.user)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = assignment_of_annotator(
-            assignment_id=lease.assignment.pk, campaign=campaign, annotator=request.user
-        )
-        return Response(NextPairOutput(assignment, context={"campaign": campaign}).data)
+        return Response(NextPairOutput(lease.assignment, context={"campaign": campaign}).data)
 
 
 class SpanInput(serializers.Serializer):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Q, Value, When
 
 from annotate import clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
@@ -94,9 +94,8 @@ def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label:
         )
         if assignment is None:
             raise NotFoundError(f"No assignment {assignment_id}.")
-        existing = Annotation.objects.filter(assignment=assignment).first()
-        if existing is not None:
-            return existing, False
+        if assignment.status == Assignment.Status.DONE:
+            return Annotation.objects.get(assignment=assignment), False
         if assignment.status == Assignment.Status.SKIPPED:
             raise ConflictError(f"Assignment {assignment_id} was skipped; it cannot be labeled any more.")
         pair = assignment.pair
@@ -124,7 +123,9 @@ def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label:
 
 
 def _count_label(pair: Pair) -> None:
-    Pair.objects.filter(pk=pair.pk).update(labels_count=F("labels_count") + 1)
-    Pair.objects.filter(pk=pair.pk, gold_answer="", labels_count__gte=F("needed_labels")).update(
-        status=Pair.Status.COMPLETE
+    """Count the label, and close a non-gold pair that now has all it needs, in one statement."""
+    now_complete = Q(gold_answer="") & Q(labels_count__gte=F("needed_labels") - 1)
+    Pair.objects.filter(pk=pair.pk).update(
+        labels_count=F("labels_count") + 1,
+        status=Case(When(now_complete, then=Value(Pair.Status.COMPLETE)), default=F("status")),
     )

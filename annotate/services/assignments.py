@@ -25,6 +25,9 @@ from annotate.models import Assignment, Campaign, Pair, Side
 
 # How many locked-then-rejected candidates one request tries before it gives up on a pool.
 MAX_CANDIDATES = 20
+# What is shown with a leased pair, loaded with the lease so callers need no second query.
+PAIR_RELATED = ("item__image", "a", "b")
+LEASE_RELATED = tuple(f"pair__{name}" for name in PAIR_RELATED)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def live_lease_filter(now: datetime) -> Q:
 def assignment_current(*, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
     """Return the annotator's unexpired, unfinished lease in this campaign, if any (a reload resumes it)."""
     return (
-        Assignment.objects.select_related("pair")
+        Assignment.objects.select_related(*LEASE_RELATED)
         .filter(
             pair__campaign=campaign,
             annotator=annotator,
@@ -94,6 +97,7 @@ def _lease_from_pool(*, campaign: Campaign, annotator: AbstractBaseUser, gold: b
     for _ in range(MAX_CANDIDATES):
         pair = (
             _candidates(campaign=campaign, annotator=annotator, gold=gold, now=now, exclude=rejected)
+            .select_related(*PAIR_RELATED)
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )

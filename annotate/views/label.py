@@ -126,11 +126,7 @@ def _posted_assignment(form: AssignmentForm, *, campaign: Campaign, annotator: A
 
 def _next_assignment(campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
     lease = assignment_next(campaign=campaign, annotator=annotator)
-    return (
-        selectors.assignment_of_annotator(assignment_id=lease.assignment.pk, campaign=campaign, annotator=annotator)
-        if lease
-        else None
-    )
+    return lease.assignment if lease else None
 
 
 def _sides(assignment: Assignment) -> tuple[Response, Response]:
