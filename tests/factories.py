@@ -31,17 +31,20 @@ def make_image(colour: tuple[int, int, int] = (200, 30, 30)) -> Image:
 
 def make_pairs(
     campaign: Campaign,
-    n: int,
+    n: int = 3,
     *,
     gold: int = 0,
     prompt: str = "How many red balls?",
-    texts=("Two.", "Three."),
+    texts: tuple[str, str] = ("Two red balls.", "Three red balls."),
+    facts: dict | None = None,
 ) -> list[Pair]:
     """Create n items with one pair each; the first `gold` pairs are gold with `b` more hallucinated."""
     image = make_image()
     pairs = []
     for index in range(n):
-        item = Item.objects.create(campaign=campaign, external_id=f"item-{index:05d}", image=image, prompt=prompt)
+        item = Item.objects.create(
+            campaign=campaign, external_id=f"item-{index:05d}", image=image, prompt=prompt, facts=facts or {}
+        )
         a = Response.objects.create(item=item, external_id="r0", text=texts[0], model="m0")
         b = Response.objects.create(item=item, external_id="r1", text=texts[1], model="m1")
         pairs.append(

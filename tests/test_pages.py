@@ -2,66 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django_htmx.http import HTMX_STOP_POLLING
-from PIL import Image as PILImage
 from rest_framework.authtoken.models import Token
 
-from annotate.models import Annotation, Assignment, Image, ImportJob, Item, Pair, Response
+from annotate.models import Annotation, Assignment, ImportJob
 from annotate.services.campaigns import campaign_update
 from annotate.views import image_url
 from annotate.views.label import canonical_choice
+from tests import factories
 
 HTMX = {"HX-Request": "true"}
 ROLES_OF_DEMO = ["ann1", "lead", "res", "otherlead"]
 
 
-def png_bytes(colour: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (8, 8), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def make_image(colour: tuple[int, int, int] = (200, 30, 30)) -> Image:
-    data = png_bytes(colour)
-    sha = hashlib.sha256(data).hexdigest()
-    name = default_storage.save(f"images/{sha}.png", ContentFile(data))
-    return Image.objects.create(sha256=sha, file=name, width=8, height=8, format="PNG", size_bytes=len(data))
-
-
 @pytest.fixture
 def make_pairs():
-    """Create `n` items with one pair each in a campaign, straight through the ORM."""
-
-    def make(
-        campaign,
-        n: int = 3,
-        *,
-        prompt="How many red balls?",
-        texts=("Two red balls.", "Three red balls."),
-        facts=None,
-        colour=(200, 30, 30),
-    ):
-        image = make_image(colour)
-        pairs = []
-        for index in range(n):
-            item = Item.objects.create(
-                campaign=campaign, external_id=f"scene-{index:04d}", image=image, prompt=prompt, facts=facts or {}
-            )
-            a = Response.objects.create(item=item, external_id="r0", text=texts[0], model="llava-7b")
-            b = Response.objects.create(item=item, external_id="r1", text=texts[1], model="llava-13b")
-            pairs.append(Pair.objects.create(campaign=campaign, item=item, a=a, b=b, needed_labels=campaign.overlap))
-        return pairs
-
-    return make
+    return factories.make_pairs
 
 
 @pytest.fixture
