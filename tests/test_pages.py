@@ -489,3 +489,14 @@ def test_label_on_a_skipped_pair_moves_on_with_a_notice(as_user, campaign, make_
     response = client.post(reverse("label-submit", args=[campaign.pk]), data, follow=True)
     assert f"Assignment {assignment.pk} was skipped" in response.content.decode()
     assert not Annotation.objects.exists()
+
+
+def test_a_duration_longer_than_a_working_session_is_recorded_as_unknown(as_user, campaign, make_pairs):
+    make_pairs(campaign, 2)
+    client = as_user("ann1")
+    client.get(reverse("label-page", args=[campaign.pk]))
+    assignment = leased("ann1", left="a")
+    eight_hours_ms = str(8 * 60 * 60 * 1000)
+    body = {"assignment": assignment.pk, "more_hallucinated": "neither", "duration_ms": eight_hours_ms}
+    client.post(reverse("label-submit", args=[campaign.pk]), body)
+    assert Annotation.objects.get().duration_ms is None

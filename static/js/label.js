@@ -13,7 +13,6 @@
   "use strict";
 
   var shownAt = { assignment: null, at: 0 };
-  var MAX_DURATION_MS = 6 * 60 * 60 * 1000; // as in annotate/views/label.py: longer is a tab left open
   var DOUBLE_PRESS_MS = 300;
 
   function panel() {
@@ -41,7 +40,8 @@
   function stampDuration(f) {
     var input = f.querySelector("[data-duration]");
     if (input && shownAt.at) {
-      input.value = String(Math.min(MAX_DURATION_MS, Math.max(1, Math.round(now() - shownAt.at))));
+      // Sent as measured: annotate/views/label.py decides when a duration is a tab left open.
+      input.value = String(Math.max(1, Math.round(now() - shownAt.at)));
     }
   }
 
