@@ -19,6 +19,9 @@ from django_htmx.http import reswap, retarget
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError, PermissionDeniedError
 
 ERROR_TEMPLATE = "partials/error.html"
+# Unprocessable Content: a form was read but refused, and comes back re-rendered with its messages;
+# base.html tells htmx to swap it.
+INVALID_STATUS = 422
 # The live region in base.html, outside every swappable fragment.
 FLASH_TARGET = "#flash"
 

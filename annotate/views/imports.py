@@ -20,14 +20,13 @@ from annotate.exceptions import ApplicationError
 from annotate.models import Campaign, ImportJob
 from annotate.services.imports import import_job_create
 from annotate.views.auth import login_required
-from annotate.views.errors import renders_errors
+from annotate.views.errors import INVALID_STATUS, renders_errors
 
 PAGE_TEMPLATE = "imports/page.html"
 JOB_TEMPLATE = f"{PAGE_TEMPLATE}#job-status"
 FORM_TEMPLATE = f"{PAGE_TEMPLATE}#upload-form"
 CREATED_TEMPLATE = f"{PAGE_TEMPLATE}#upload-created"
 RECENT_JOBS = 10
-INVALID_STATUS = 422
 ACCEPTED_STATUS = 202  # the job is queued, as POST /api/v1/campaigns/{id}/imports/ answers
 
 

@@ -23,7 +23,7 @@ from annotate.models import HALLUCINATION_TYPES, Assignment, Campaign, Choice, R
 from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.assignments import assignment_next, assignment_skip
 from annotate.views.auth import login_required
-from annotate.views.errors import renders_errors
+from annotate.views.errors import INVALID_STATUS, renders_errors
 from annotate.views.images import image_url
 
 PAGE_TEMPLATE = "label/page.html"
@@ -47,8 +47,6 @@ assert len(TYPE_KEYS) == len(HALLUCINATION_TYPES), "one key per hallucination ty
 
 # A duration past this is a tab left open, not time spent on the pair: it is recorded as unknown.
 MAX_DURATION_MS = 6 * 60 * 60 * 1000
-# Unprocessable Content: the label was read but is not valid; htmx is told to swap it (base.html).
-INVALID_STATUS = 422
 
 
 @dataclass(frozen=True)
