@@ -172,6 +172,51 @@ def test_zip_with_one_top_folder_is_read(campaign, tmp_path):
     assert import_package(campaign=campaign, path=path).items == 1
 
 
+def make_folder(path: Path, lines: list[dict | str], files: dict[str, bytes] | None = None) -> Path:
+    files = {"images/red.png": png(RED)} if files is None else files
+    path.mkdir()
+    (path / "items.jsonl").write_text(jsonl(lines))
+    for name, data in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(data)
+    return path
+
+
+def test_folder_package_is_read_and_symlinks_inside_it_are_followed(campaign, tmp_path):
+    files = {"images/red.png": png(RED), "images/blue.png": png(BLUE)}
+    path = make_folder(tmp_path / "package", [item("a"), item("b", "./images/blue.png"), item("c", "alias.png")], files)
+    (path / "alias.png").symlink_to(path / "images" / "blue.png")
+
+    summary = import_package(campaign=campaign, path=path)
+
+    assert (summary.items, summary.images_new) == (3, 2)
+
+
+REJECTED_FOLDER_IMAGES = {
+    "missing image file": ("images/nope.png", "'images/nope.png': not in the folder"),
+    "a folder, not a file": ("images", "'images': not in the folder"),
+    "dotdot path to an existing file": ("../outside.png", "'..' segment"),
+    "absolute path to an existing file": ("/outside.png", "is absolute"),
+    "symlink leaving the folder": ("images/link.png", "resolves to a file outside the folder"),
+}
+
+
+@pytest.mark.parametrize("image, reason", REJECTED_FOLDER_IMAGES.values(), ids=REJECTED_FOLDER_IMAGES.keys())
+def test_bad_image_path_rejects_the_whole_folder(campaign, tmp_path, image, reason):
+    (tmp_path / "outside.png").write_bytes(png(RED))
+    path = make_folder(tmp_path / "package", [item("good-first"), item("bad", image)])
+    (path / "images" / "link.png").symlink_to(tmp_path / "outside.png")
+
+    assert_rejected(campaign, path, line=2, reason=reason)
+
+
+def test_folder_without_items_jsonl_is_rejected(campaign, tmp_path):
+    path = tmp_path / "package"
+    path.mkdir()
+
+    assert_rejected(campaign, path, line=None, reason="the folder has no items.jsonl")
+
+
 def _responses(*ids: str) -> list[dict]:
     return [{"id": response_id, "text": "t"} for response_id in ids]
 

@@ -25,9 +25,10 @@ from kombu.exceptions import OperationalError
 
 from annotate import clock
 from annotate.exceptions import ApplicationError, ImportRejectedError, NotFoundError
-from annotate.importing.images import ImageInfo, ImageRejectedError, inspect_image
-from annotate.importing.lines import ItemSpec, LineError, item_spec_parse
-from annotate.importing.package import (
+from annotate.models import Campaign, Image, ImportJob, Item, Pair, PriorLabel, Response
+from rewardlab.package.images import ImageInfo, ImageRejectedError, inspect_image
+from rewardlab.package.lines import ItemSpec, LineError, item_spec_parse
+from rewardlab.package.package import (
     MAX_LINE_BYTES,
     PACKAGE_SUFFIXES,
     ImageReadError,
@@ -35,7 +36,6 @@ from annotate.importing.package import (
     PackageError,
     open_package,
 )
-from annotate.models import Campaign, Image, ImportJob, Item, Pair, PriorLabel, Response
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def import_package(
     job: ImportJob | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> ImportSummary:
-    """Import a .zip or .jsonl package into a campaign, all or nothing.
+    """Import a .zip, folder or .jsonl package into a campaign, all or nothing.
 
     Raise ImportRejectedError listing each bad line (up to MAX_ERRORS) when anything is wrong; then
     nothing, not even an image file, has been written. `on_progress` gets fractions from 0 to 1.

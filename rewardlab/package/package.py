@@ -1,8 +1,9 @@
 """Opening an import package: numbered lines of items.jsonl and image bytes, never a path outside it.
 
 A package is a `.zip` holding `items.jsonl` (at its root, or in one top folder) and the images it names,
-or a bare `.jsonl` whose images are `data:` URIs. Nothing is ever extracted to disk: members are read
-into memory one at a time, after their declared size has been checked.
+a folder holding `items.jsonl` and its images (a zip unpacked, or a dataset prepared on disk), or a bare
+`.jsonl` whose images are `data:` URIs. Nothing is ever extracted to disk: members are read into memory
+one at a time, after their declared size has been checked.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ PACKAGE_SUFFIXES = (".zip", ".jsonl")
 MAX_LINE_BYTES = 1024 * 1024
 # How much of an over-long line is read at a time while skipping to its end.
 SKIP_CHUNK_BYTES = 64 * 1024
+NO_FILES_IN_JSONL = "a bare .jsonl package holds no files; give the image as a data: URI"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 # What a damaged or unsupported zip member raises while it is read (encrypted members raise RuntimeError).
-_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError)
+ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError)
 
 
 class PackageError(ValueError):
@@ -49,6 +51,11 @@ class Line:
     end: int
     too_long: bool = False
 
+    @property
+    def start(self) -> int:
+        """Where the line begins, so a reader can keep offsets and `Package.read_line` it again later."""
+        return self.end - len(self.data)
+
 
 def unsafe_path_reason(path: str) -> str | None:
     """Return why a path may not be used inside a package, or None for a plain relative path."""
@@ -64,13 +71,15 @@ def unsafe_path_reason(path: str) -> str | None:
 
 
 def open_package(path: Path) -> Package:
-    """Open a `.zip` or bare `.jsonl` package; raise PackageError for anything else."""
+    """Open a `.zip`, a folder or a bare `.jsonl` package; raise PackageError for anything else."""
+    if path.is_dir():
+        return FolderPackage(path)
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return ZipPackage(path)
     if suffix == ".jsonl":
         return JsonlPackage(path)
-    raise PackageError(f"expected a {' or '.join(PACKAGE_SUFFIXES)} file, got {path.name!r}")
+    raise PackageError(f"expected a {' or '.join(PACKAGE_SUFFIXES)} file or a folder, got {path.name!r}")
 
 
 class Package:
@@ -92,7 +101,19 @@ class Package:
         try:
             with self._open_items() as fp:
                 yield from _numbered_lines(fp)
-        except _ZIP_READ_ERRORS as exc:
+        except ZIP_READ_ERRORS as exc:
+            raise PackageError(f"{ITEMS_NAME} cannot be read from the zip: {exc}") from exc
+
+    def read_line(self, start: int) -> bytes:
+        """Return the line of items.jsonl that begins at byte `start` (a `Line.start`).
+
+        A reader of a large package keeps offsets instead of lines, e.g. of lines with data: URIs.
+        """
+        try:
+            with self._open_items() as fp:
+                fp.seek(start)
+                return fp.readline(MAX_LINE_BYTES + 1)
+        except ZIP_READ_ERRORS as exc:
             raise PackageError(f"{ITEMS_NAME} cannot be read from the zip: {exc}") from exc
 
     def read_image(self, ref: str, *, max_bytes: int) -> bytes:
@@ -100,18 +121,29 @@ class Package:
         if ref.startswith("data:"):
             data = _data_uri_bytes(ref)
         else:
-            reason = unsafe_path_reason(ref)
-            if reason:
-                raise ImageReadError(f"unsafe path: {reason}")
-            data = self._read_member(posixpath.normpath(ref), max_bytes=max_bytes)
+            data = self._read_member(_member_name(ref), max_bytes=max_bytes)
         if len(data) > max_bytes:
             raise ImageReadError(f"{len(data)} bytes; the limit is {max_bytes}")
         return data
+
+    def check_image(self, ref: str) -> None:
+        """Raise ImageReadError where `read_image` would fail to find `ref`, reading no file.
+
+        A loader checks every line of a large package this way without reading all of its images.
+        """
+        if ref.startswith("data:"):
+            _data_uri_bytes(ref)
+        else:
+            self._member_size(_member_name(ref))
 
     # Methods that subclasses must implement.
 
     def _open_items(self) -> IO[bytes]:
         raise NotImplementedError("subclasses of Package must provide an _open_items() method")
+
+    def _member_size(self, name: str) -> int:
+        """Return the size a member declares; raise ImageReadError when there is no such member."""
+        raise NotImplementedError("subclasses of Package must provide a _member_size() method")
 
     def _read_member(self, name: str, *, max_bytes: int) -> bytes:
         """Return at most `max_bytes + 1` bytes of a member, so an understated size is still caught."""
@@ -126,8 +158,39 @@ class JsonlPackage(Package):
     def _open_items(self) -> IO[bytes]:
         return self.path.open("rb")
 
+    def _member_size(self, name: str) -> int:
+        raise ImageReadError(NO_FILES_IN_JSONL)
+
     def _read_member(self, name: str, *, max_bytes: int) -> bytes:
-        raise ImageReadError("a bare .jsonl package holds no files; give the image as a data: URI")
+        raise ImageReadError(NO_FILES_IN_JSONL)
+
+
+class FolderPackage(Package):
+    """A folder holding items.jsonl; image paths are relative to it and must resolve to a file inside it."""
+
+    def __init__(self, path: Path) -> None:
+        self.root = path.resolve()
+        items = self.root / ITEMS_NAME
+        if not items.is_file():
+            raise PackageError(f"the folder has no {ITEMS_NAME}")
+        self.size = items.stat().st_size
+
+    def _open_items(self) -> IO[bytes]:
+        return (self.root / ITEMS_NAME).open("rb")
+
+    def _member_size(self, name: str) -> int:
+        return folder_file(self.root, name).stat().st_size
+
+    def _read_member(self, name: str, *, max_bytes: int) -> bytes:
+        path = folder_file(self.root, name)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ImageReadError(f"{size} bytes; the limit is {max_bytes}")
+            with path.open("rb") as fp:
+                return fp.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageReadError(f"cannot be read: {exc.strerror}") from exc
 
 
 class ZipPackage(Package):
@@ -150,17 +213,47 @@ class ZipPackage(Package):
     def _open_items(self) -> IO[bytes]:
         return self._zip.open(self._members[self._root + ITEMS_NAME])
 
+    def _member_size(self, name: str) -> int:
+        return self._member(name).file_size
+
     def _read_member(self, name: str, *, max_bytes: int) -> bytes:
-        info = self._members.get(self._root + name)
-        if info is None:
-            raise ImageReadError("not in the package")
+        info = self._member(name)
         if info.file_size > max_bytes:
             raise ImageReadError(f"{info.file_size} bytes; the limit is {max_bytes}")
         try:
             with self._zip.open(info) as fp:
                 return fp.read(max_bytes + 1)
-        except _ZIP_READ_ERRORS as exc:
+        except ZIP_READ_ERRORS as exc:
             raise ImageReadError(f"cannot be read from the zip: {exc}") from exc
+
+    def _member(self, name: str) -> zipfile.ZipInfo:
+        info = self._members.get(self._root + name)
+        if info is None:
+            raise ImageReadError("not in the package")
+        return info
+
+
+def folder_file(root: Path, ref: str) -> Path:
+    """Return the regular file a relative path names inside `root`, all symlinks resolved.
+
+    Raise ImageReadError for a path `unsafe_path_reason` refuses, one that resolves outside `root` (a symlink
+    leaving it) or one that names no regular file: a folder is read as safely as a zip.
+    """
+    root = root.resolve()
+    path = (root / _member_name(ref)).resolve()
+    if not path.is_relative_to(root):
+        raise ImageReadError("unsafe path: it resolves to a file outside the folder")
+    if not path.is_file():
+        raise ImageReadError("not in the folder")
+    return path
+
+
+def _member_name(ref: str) -> str:
+    """Return the normalised member name of a relative path; raise ImageReadError for an unsafe one."""
+    reason = unsafe_path_reason(ref)
+    if reason:
+        raise ImageReadError(f"unsafe path: {reason}")
+    return posixpath.normpath(ref)
 
 
 def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
