@@ -1,0 +1,89 @@
+"""From a dataset's labels to training samples and to one current label per pair.
+
+Each label is one sample, weighted by how far its source is trusted: a human or gold label weighs 1, a
+prior label (AI feedback, an older round) `prior_trust`, a tie `tie_weight` on top. Folds are drawn per
+item, never per pair, so no image and prompt is on both sides of a fold boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from rewardlab.config import TrainConfig
+from rewardlab.data import Dataset, Label
+
+SIGN = {"b": 1, "a": -1, "both": 0, "neither": 0}  # +1: a is better, i.e. b is the more hallucinated
+SOURCES = {"prior": ("prior",), "human": ("human", "gold"), "all": ("prior", "human", "gold")}
+NO_FOLD = -1
+
+
+@dataclass(frozen=True)
+class Samples:
+    """One row per training label: which pair, which side wins, with what margin and weight."""
+
+    pair: np.ndarray  # [N] int64
+    sign: np.ndarray  # [N] float32: +1 a better, -1 b better, 0 tie
+    margin: np.ndarray  # [N] float32
+    weight: np.ndarray  # [N] float32
+
+    def __len__(self) -> int:
+        return len(self.pair)
+
+
+def label_margin(strength: int | None, margins: tuple[float, ...]) -> float:
+    """Return the BT margin of a strength (1..S); strengths past the table take its last entry."""
+    if strength is None:
+        return 0.0
+    return margins[min(max(strength, 1), len(margins)) - 1]
+
+
+def _trust(label: Label, config: TrainConfig) -> float:
+    trust = config.prior_trust if label.source == "prior" else 1.0
+    if SIGN[label.more_hallucinated] == 0:
+        trust *= config.tie_weight
+    return trust * label.weight
+
+
+def samples_build(dataset: Dataset, config: TrainConfig) -> Samples:
+    """Return the samples of the labels `config.labels` selects, in the dataset's order."""
+    chosen = [label for label in dataset.labels if label.source in SOURCES[config.labels]]
+    return Samples(
+        pair=np.array([label.pair for label in chosen], dtype=np.int64),
+        sign=np.array([SIGN[label.more_hallucinated] for label in chosen], dtype=np.float32),
+        margin=np.array([label_margin(label.strength, config.margins) for label in chosen], dtype=np.float32),
+        weight=np.array([_trust(label, config) for label in chosen], dtype=np.float32),
+    )
+
+
+def current_labels(dataset: Dataset, config: TrainConfig) -> np.ndarray:
+    """Return, per pair, the sign its labels say now (NaN when unlabeled).
+
+    A gold answer is the truth and wins; otherwise the trust-weighted vote of the selected labels, where
+    a tie between +1 and -1 votes reads as a tie label (0).
+    """
+    votes = np.zeros((len(dataset.pairs), 3))  # columns: sign -1, 0, +1
+    gold = np.full(len(dataset.pairs), np.nan)
+    for label in dataset.labels:
+        sign = SIGN[label.more_hallucinated]
+        if label.source == "gold":
+            gold[label.pair] = sign
+        if label.source in SOURCES[config.labels]:
+            votes[label.pair, sign + 1] += _trust(label, config)
+    current = np.full(len(dataset.pairs), np.nan)
+    voted = votes.sum(1) > 0
+    lead = votes.argmax(1) - 1.0
+    even = voted & (votes[:, 0] == votes[:, 2]) & (votes[:, 0] > 0)
+    current[voted] = np.where(even[voted], 0.0, lead[voted])
+    return np.where(np.isnan(gold), current, gold)
+
+
+def item_folds(dataset: Dataset, *, members: int, seed: int) -> np.ndarray:
+    """Return each pair's fold in 0..members-1, drawn from its item's external_id and the seed."""
+    folds = []
+    for item in dataset.items:
+        digest = hashlib.sha256(f"{seed}:{item.external_id}".encode()).digest()
+        folds.append(int.from_bytes(digest[:8], "big") % members)
+    return np.array([folds[pair.item] for pair in dataset.pairs], dtype=np.int64)

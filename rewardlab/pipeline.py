@@ -1,0 +1,173 @@
+"""Train, save, load, score and evaluate a reward model: the library's front door.
+
+The CLI and the Celery workers call only these functions. A trained model is one artifact directory
+(`rewardlab.artifacts`): the run's config, both ensembles' weights, which items each member held out,
+and the held-out metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardlab.artifacts import Artifact, artifact_read, artifact_write
+from rewardlab.cache import EmbeddingCache
+from rewardlab.config import RunConfig
+from rewardlab.data import Dataset
+from rewardlab.features import Encoders, Features, features_build
+from rewardlab.labels import NO_FOLD, current_labels, item_folds, samples_build
+from rewardlab.metrics import evaluate
+from rewardlab.model import RewardHeads, heads_build
+from rewardlab.scoring import Scores, scores_compute
+from rewardlab.train import predict, train_run
+
+CHOICE_OF_SIGN = {1.0: "b", -1.0: "a", 0.0: "both"}  # sign of the current label → more_hallucinated
+ARTIFACT_FORMAT = 1
+
+
+@dataclass
+class RewardModel:
+    """A trained model in memory: both ensembles plus the folds of the items they trained on."""
+
+    run: RunConfig
+    multimodal: RewardHeads
+    text_only: RewardHeads
+    item_hashes: np.ndarray  # [n] int64, sorted: items some member trained on
+    item_folds: np.ndarray  # [n] their folds
+    dims: dict[str, int]
+
+    def folds_of(self, dataset: Dataset) -> np.ndarray:
+        """Return per pair the fold of its item in training, or NO_FOLD for items the model never saw."""
+        hashes = np.array([_item_hash(item.external_id) for item in dataset.items], dtype=np.int64)
+        at = np.clip(np.searchsorted(self.item_hashes, hashes), 0, max(len(self.item_hashes) - 1, 0))
+        seen = (self.item_hashes[at] == hashes) if len(self.item_hashes) else np.zeros(len(hashes), bool)
+        folds = np.where(seen, self.item_folds[at] if len(self.item_folds) else NO_FOLD, NO_FOLD)
+        return np.array([folds[pair.item] for pair in dataset.pairs], dtype=np.int64)
+
+
+def _item_hash(external_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(external_id.encode()).digest()[:8], "big", signed=True)
+
+
+def features_for(dataset: Dataset, run: RunConfig, cache_dir: str | Path | None, *, progress: bool = True):
+    """Encode `dataset` with the run's encoders through the on-disk cache."""
+    with EmbeddingCache(cache_dir) as cache:
+        return features_build(dataset, Encoders.load(run.encoders, run.train.device), cache, progress=progress)
+
+
+def _json_ready(value: Any) -> Any:
+    """Replace NaN by None, so metrics stay strict JSON for browsers."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def metrics_compute(dataset: Dataset, scores: Scores, label: np.ndarray) -> dict[str, Any]:
+    """Held-out metrics against the current labels, and against gold answers where there are any."""
+    labeled = np.flatnonzero(~np.isnan(label))
+    qtypes = [dataset.items[dataset.pairs[i].item].meta.get("qtype") for i in labeled]
+    choices = [CHOICE_OF_SIGN[float(label[i])] for i in labeled]
+    metrics = {
+        "labels": evaluate(
+            scores.p_a_better[labeled], choices, text_only_p=scores.text_only_p_a_better[labeled], groups=qtypes
+        )
+    }
+    gold = {label.pair: label.more_hallucinated for label in dataset.labels if label.source == "gold"}
+    if gold:
+        metrics["gold"] = evaluate(scores.p_a_better[list(gold)], list(gold.values()))
+    return _json_ready(metrics)
+
+
+def model_train(
+    dataset: Dataset,
+    run: RunConfig,
+    *,
+    out: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    features: Features | None = None,
+    reference_p: np.ndarray | None = None,
+    progress: bool = True,
+) -> tuple[RewardModel, Scores, dict[str, Any]]:
+    """Train both ensembles on `dataset`'s labels, score every pair, and write the artifact to `out`.
+
+    `reference_p` [P], a previous run's honest `p_a_better` per pair, lets EGT curate from it instead of
+    training a probe ensemble first (the loop retrains every few hundred labels; the probe would double
+    each retrain's cost).
+    """
+    started = time.perf_counter()
+    features = features or features_for(dataset, run, cache_dir, progress=progress)
+    samples = samples_build(dataset, run.train)
+    if not len(samples):
+        raise ValueError(f"no {run.train.labels!r} labels to train on in a dataset of {len(dataset.pairs)} pairs.")
+    pair_fold = item_folds(dataset, members=run.model.members, seed=run.train.seed)
+    reference = None if reference_p is None else reference_p[samples.pair]
+    trained = train_run(run, features, samples, pair_fold[samples.pair], reference_p=reference, progress=progress)
+    dims = {"text_dim": features.text_dim, "token_features": features.token_shape[1]}
+    labeled_items = sorted({dataset.pairs[p].item for p in samples.pair.tolist()})
+    hashes = np.array([_item_hash(dataset.items[i].external_id) for i in labeled_items], dtype=np.int64)
+    first_pair = {}
+    for index, pair in enumerate(dataset.pairs):
+        first_pair.setdefault(pair.item, index)
+    folds = np.array([pair_fold[first_pair[i]] for i in labeled_items], dtype=np.int64)
+    order = np.argsort(hashes)
+    model = RewardModel(run, trained.multimodal, trained.text_only, hashes[order], folds[order], dims)
+    scores = model_score(model, dataset, features)
+    metrics = metrics_compute(dataset, scores, current_labels(dataset, run.train))
+    metrics |= {
+        "history": trained.history,
+        "curated": trained.curated,
+        "samples": len(samples),
+        "pairs": len(dataset.pairs),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if out is not None:
+        model_save(model, out, metrics)
+    return model, scores, metrics
+
+
+def model_score(model: RewardModel, dataset: Dataset, features: Features) -> Scores:
+    """Score every pair of `dataset`: out-of-fold where the model trained on the item, else the mean."""
+    device = model.run.train.device
+    return scores_compute(
+        predict(model.multimodal, features, device=device),
+        predict(model.text_only, features, device=device),
+        model.folds_of(dataset),
+        current_labels(dataset, model.run.train),
+        sfc=model.run.train.weighting == "sfc",
+    )
+
+
+def model_save(model: RewardModel, out: str | Path, metrics: dict[str, Any]) -> Artifact:
+    """Write the artifact atomically: a reader sees the old model or the new one, never half of one."""
+    tensors = {f"multimodal.{k}": v for k, v in model.multimodal.state_dict().items()}
+    tensors |= {f"text_only.{k}": v for k, v in model.text_only.state_dict().items()}
+    tensors |= {"items.hash": torch.from_numpy(model.item_hashes), "items.fold": torch.from_numpy(model.item_folds)}
+    config = {"format": ARTIFACT_FORMAT, "run": model.run.to_dict(), "dims": model.dims}
+    return artifact_write(out, config=config, tensors=tensors, metrics=metrics)
+
+
+def model_load(path: str | Path, *, device: str | None = None) -> tuple[RewardModel, Artifact]:
+    """Read and verify an artifact and rebuild the model; `device` overrides the one it trained on."""
+    artifact = artifact_read(path)
+    run = RunConfig.from_dict(artifact.config["run"])
+    if device is not None:
+        run = replace(run, train=replace(run.train, device=device))
+    dims = artifact.config["dims"]
+    parts = {}
+    for name, multimodal in (("multimodal", True), ("text_only", False)):
+        heads = heads_build(run, dims, multimodal=multimodal)
+        prefix = f"{name}."
+        heads.load_state_dict({k[len(prefix) :]: v for k, v in artifact.tensors.items() if k.startswith(prefix)})
+        parts[name] = heads.to(run.train.device).eval()
+    hashes, folds = artifact.tensors["items.hash"].numpy(), artifact.tensors["items.fold"].numpy()
+    return RewardModel(run, parts["multimodal"], parts["text_only"], hashes, folds, dims), artifact

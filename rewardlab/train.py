@@ -1,0 +1,285 @@
+"""Training the ensembles: k-fold members, SFC weights, EGT curation and curriculum, early stopping.
+
+`fit` is the loop, in nanoGPT's order (batch → forward → loss → backward → clip → step → zero_grad), for
+K members at once; member k skips fold k and stops on its own loss there. `train_run` is the recipe:
+
+1. the text-only twin, whose out-of-fold losses L_t are honest (it never saw the sample);
+2. with EGT and no earlier model, a multimodal probe ensemble, for honest out-of-fold predictions;
+3. the multimodal ensemble, each sample weighted by SFC = L_t / (L + L_t) (Li et al., ICML 2025) with L
+   from those predictions; with EGT, the highest-entropy training pairs they contradict are dropped (or
+   down-weighted) and the rest are fed from low to high entropy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rewardlab.config import RunConfig, TrainConfig
+from rewardlab.features import Features
+from rewardlab.labels import Samples
+from rewardlab.losses import binary_entropy, preference_losses, shortcut_failure_coefficient, weighted_mean
+from rewardlab.model import RewardHeads, heads_build
+
+PREDICT_BATCH = 4096
+DOWNWEIGHT = 0.1  # what a curated sample still weighs under curation_mode="downweight"
+
+
+@dataclass
+class Curation:
+    """What EGT did to the training samples before the final fit."""
+
+    active: np.ndarray  # [N] bool: still trained on
+    scale: np.ndarray  # [N] float: extra weight
+    order: np.ndarray  # [N] int: rank from lowest to highest entropy
+    curated: int
+
+
+@dataclass
+class Fit:
+    """A trained ensemble and its per-epoch held-out losses (mean over members), for learning curves."""
+
+    heads: RewardHeads
+    history: list[dict] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+@torch.no_grad()
+def predict(heads: RewardHeads, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
+    """Return reward differences r_a - r_b [K, len(pairs)] (logits of P(a better)) for every member."""
+    pairs = np.arange(len(features)) if pairs is None else pairs
+    heads.eval()
+    out = []
+    for start in range(0, len(pairs), PREDICT_BATCH):
+        reward_a, reward_b = heads(features.batch(pairs[start : start + PREDICT_BATCH], device))
+        out.append((reward_a - reward_b).float().cpu())
+    heads.train()
+    members = heads.out.weight.shape[0]
+    return torch.cat(out, dim=1).numpy() if out else np.zeros((members, 0), np.float32)
+
+
+def out_of_fold(member_values: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Pick, per column, the value of the member that did not train on it: [K, N], folds [N] → [N]."""
+    return member_values[fold, np.arange(member_values.shape[1])]
+
+
+def sample_losses(logits: np.ndarray, samples: Samples) -> np.ndarray:
+    """Return the per-sample BT loss of out-of-fold logits [N]."""
+    tensor = torch.from_numpy(logits)
+    return preference_losses(
+        tensor, torch.zeros_like(tensor), torch.from_numpy(samples.sign), torch.from_numpy(samples.margin)
+    ).numpy()
+
+
+def _curriculum_share(epoch: int, config: TrainConfig) -> float:
+    """EGT curriculum: the easiest `curriculum_start` share first, growing linearly to all samples."""
+    grown = min(1.0, epoch / max(config.curriculum_epochs, 1))
+    return config.curriculum_start + (1 - config.curriculum_start) * grown
+
+
+class _Best:
+    """Each member's parameters at its lowest held-out loss, and its patience count."""
+
+    def __init__(self, heads: RewardHeads, members: int) -> None:
+        self.loss = np.full(members, np.inf)
+        self.waited = np.zeros(members, dtype=int)
+        self.state = {name: p.detach().clone() for name, p in heads.named_parameters()}
+
+    def update(self, heads: RewardHeads, losses: np.ndarray) -> None:
+        better = losses < self.loss
+        self.loss = np.where(better, losses, self.loss)
+        self.waited = np.where(better, 0, self.waited + 1)
+        index = torch.from_numpy(np.flatnonzero(better))
+        for name, param in heads.named_parameters():
+            self.state[name][index] = param.detach()[index]
+
+    def restore(self, heads: RewardHeads) -> None:
+        with torch.no_grad():
+            for name, param in heads.named_parameters():
+                param.copy_(self.state[name])
+
+
+def _held_out_losses(heads, features, samples, sample_fold, device) -> np.ndarray:
+    """Return each member's trust-weighted loss on its own held-out fold [K]."""
+    logits = torch.from_numpy(predict(heads, features, samples.pair, device))
+    losses = preference_losses(
+        logits, torch.zeros_like(logits), torch.from_numpy(samples.sign), torch.from_numpy(samples.margin)
+    )
+    members = logits.shape[0]
+    own = torch.from_numpy(sample_fold[None] == np.arange(members)[:, None]).float()
+    return weighted_mean(losses, own * torch.from_numpy(samples.weight)).numpy()
+
+
+def fit(
+    heads: RewardHeads,
+    features: Features,
+    samples: Samples,
+    sample_fold: np.ndarray,
+    config: TrainConfig,
+    *,
+    sample_weight: np.ndarray | None = None,
+    curation: Curation | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> Fit:
+    """Train K members on their folds; stop each at its best held-out loss. Deterministic for the seed.
+
+    `sample_weight` [N] multiplies the labels' own weights (SFC); `curation` drops, down-weights and
+    orders samples (EGT).
+    """
+    device = config.device
+    heads.to(device)
+    members = heads.out.weight.shape[0]
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    best = _Best(heads, members)
+    result = Fit(heads)
+    member_index = torch.arange(members, device=device)[:, None]
+    fold_t = torch.from_numpy(sample_fold).to(device)
+    sign, margin = (torch.from_numpy(a).to(device) for a in (samples.sign, samples.margin))
+    weight = torch.from_numpy(samples.weight).to(device)
+    if sample_weight is not None:
+        weight = weight * torch.from_numpy(sample_weight.astype(np.float32)).to(device)
+    if curation is not None:
+        weight = weight * torch.from_numpy(curation.scale * curation.active).to(device)
+    bar = tqdm(range(config.max_epochs), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        chosen = np.arange(len(samples))
+        if curation is not None:
+            chosen = chosen[curation.order < _curriculum_share(epoch, config) * len(samples)]
+        chosen = chosen[torch.randperm(len(chosen), generator=generator).numpy()]
+        for start in range(0, len(chosen), config.batch_size):
+            index = torch.from_numpy(chosen[start : start + config.batch_size]).to(device)
+            reward_a, reward_b = heads(features.batch(samples.pair[index.cpu().numpy()], device))
+            losses = preference_losses(reward_a, reward_b, sign[index], margin[index])  # [K, B]
+            w = weight[index] * (fold_t[index][None] != member_index)
+            loss = weighted_mean(losses, w).sum()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(heads.parameters(), config.grad_clip * members**0.5)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        held_out = _held_out_losses(heads, features, samples, sample_fold, device)
+        best.update(heads, held_out)
+        result.history.append({"epoch": epoch + 1, "held_out_loss": float(held_out.mean())})
+        bar.set_postfix(loss=f"{held_out.mean():.4f}")
+        if (best.waited >= config.patience).all():
+            break
+    best.restore(heads)
+    return result
+
+
+def entropy_curation(logits_oof: np.ndarray, samples: Samples, config: TrainConfig) -> Curation:
+    """EGT: curate the highest-entropy `curation_fraction` of samples among those the model contradicts.
+
+    Entropy comes from out-of-fold predictions, so a model that memorised a wrong label cannot vouch for
+    it. Confident contradictions are left to the curation round (DT2IT: re-annotate or flip), which
+    needs a human or every model to agree; here only the pairs the model finds ambiguous go.
+    """
+    p = torch.sigmoid(torch.from_numpy(logits_oof))
+    entropy = binary_entropy(p).numpy()
+    contradicted = samples.sign * (p.numpy() - 0.5) < 0
+    budget = int(round(config.curation_fraction * len(samples)))
+    ranked = np.flatnonzero(contradicted)[np.argsort(-entropy[contradicted], kind="stable")][:budget]
+    active, scale = np.ones(len(samples), bool), np.ones(len(samples), np.float32)
+    if config.curation_mode == "drop":
+        active[ranked] = False
+    else:
+        scale[ranked] = DOWNWEIGHT
+    order = np.empty(len(samples), dtype=np.int64)
+    order[np.argsort(entropy, kind="stable")] = np.arange(len(samples))
+    return Curation(active=active, scale=scale, order=order, curated=len(ranked))
+
+
+@dataclass
+class Trained:
+    """The two ensembles of a run, their training histories and what curation did."""
+
+    multimodal: RewardHeads
+    text_only: RewardHeads
+    history: dict[str, list[dict]]
+    curated: int
+
+
+def train_run(
+    run: RunConfig,
+    features: Features,
+    samples: Samples,
+    sample_fold: np.ndarray,
+    *,
+    reference_p: np.ndarray | None = None,
+    progress: bool = True,
+) -> Trained:
+    """Train the text-only twin, then the multimodal ensemble with SFC and EGT as `run.train` says.
+
+    `reference_p` [N], honest P(a better) per sample from an earlier model, replaces the probe ensemble
+    that otherwise measures entropy (EGT) and the multimodal loss of SFC.
+    """
+    config = run.train
+    seed_everything(config.seed)
+    dims = {"text_dim": features.text_dim, "token_features": features.token_shape[1]}
+
+    def new(multimodal: bool) -> RewardHeads:
+        return heads_build(run, dims, multimodal=multimodal)
+
+    twin = fit(new(False), features, samples, sample_fold, config, desc="text-only twin", progress=progress)
+    history = {"text_only": twin.history}
+    text_loss = sample_losses(
+        out_of_fold(predict(twin.heads, features, samples.pair, config.device), sample_fold), samples
+    )
+    reference = None if reference_p is None else _logit(reference_p)
+    if reference is None and config.curation == "entropy":
+        probe = fit(
+            new(True),
+            features,
+            samples,
+            sample_fold,
+            config,
+            desc="multimodal probe",
+            progress=progress,
+            sample_weight=_sfc_weights(None, text_loss, samples, config),
+        )
+        history["probe"] = probe.history
+        reference = out_of_fold(predict(probe.heads, features, samples.pair, config.device), sample_fold)
+    curation = None if config.curation == "none" else entropy_curation(reference, samples, config)
+    final = fit(
+        new(True),
+        features,
+        samples,
+        sample_fold,
+        config,
+        desc="multimodal",
+        progress=progress,
+        sample_weight=_sfc_weights(reference, text_loss, samples, config),
+        curation=curation,
+    )
+    history["multimodal"] = final.history
+    return Trained(final.heads, twin.heads, history, curated=0 if curation is None else curation.curated)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p)).astype(np.float32)
+
+
+def _sfc_weights(reference: np.ndarray | None, text_loss: np.ndarray, samples: Samples, config: TrainConfig):
+    """Return per-sample SFC = L_t / (L + L_t) with both losses honest, or None without SFC weighting.
+
+    L comes from out-of-fold multimodal logits (`reference`), or, before any multimodal model exists, is
+    the loss of an uninformed one (log 2). Measuring L on the samples being trained would drive it to 0
+    as the model fits them and SFC to 1 everywhere, the mirror of issue 3's first pitfall; on this
+    repository's shortcut benchmark that in-training variant lowered OOD accuracy (bench/README.md).
+    """
+    if config.weighting == "none":
+        return None
+    if reference is None:
+        loss = np.full(len(samples), np.log(2), dtype=np.float32)
+    else:
+        loss = sample_losses(reference, samples)
+    return shortcut_failure_coefficient(torch.from_numpy(loss), torch.from_numpy(text_loss)).numpy()
