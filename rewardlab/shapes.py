@@ -53,6 +53,25 @@ def _colour_names(pixels: np.ndarray) -> np.ndarray:
     return weights / weights.sum(1, keepdims=True)
 
 
+def _pixel_names(rgb: np.ndarray) -> np.ndarray:
+    """Return `_colour_names` of every pixel [H, W, 3] → [H, W, len(PALETTE)], computed once per distinct
+    colour: a flat-colour image has a few dozen colours among its 9216 pixels."""
+    flat = rgb.reshape(-1, 3)
+    packed = flat.astype(np.int64) @ np.array([1 << 16, 1 << 8, 1])
+    _, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
+    return _colour_names(flat[first])[inverse].reshape(*rgb.shape[:2], -1)
+
+
+def _regions(foreground: np.ndarray, nearest: np.ndarray) -> list[np.ndarray]:
+    """Return the masks of the connected one-colour regions of at least MIN_AREA pixels, largest first."""
+    regions = []
+    for colour in np.unique(nearest[foreground]):
+        labelled, _ = ndimage.label(foreground & (nearest == colour), structure=_EIGHT_CONNECTED)
+        areas = np.bincount(labelled.ravel())
+        regions += [(areas[index], labelled == index) for index in np.flatnonzero(areas >= MIN_AREA) if index]
+    return [mask for _, mask in sorted(regions, key=lambda region: -region[0])[:MAX_OBJECTS]]
+
+
 def _background(rgb: np.ndarray) -> np.ndarray:
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
     return np.median(border, axis=0)
@@ -82,13 +101,8 @@ def shape_tokens(image: Image.Image) -> np.ndarray:
     """Return [TOKENS, FEATURES]: the global token, then objects by decreasing area, zero-padded."""
     rgb = np.asarray(image.convert("RGB").resize((SIDE, SIDE), Image.Resampling.NEAREST), dtype=np.float32)
     foreground = np.abs(rgb - _background(rgb)).max(-1) > FOREGROUND_DISTANCE
-    names = _colour_names(rgb.reshape(-1, 3)).reshape(SIDE, SIDE, -1)
-    nearest = names.argmax(-1)
-    regions = []
-    for colour in range(len(PALETTE)):
-        labelled, count = ndimage.label(foreground & (nearest == colour), structure=_EIGHT_CONNECTED)
-        regions += [labelled == index for index in range(1, count + 1)]
-    regions = sorted((r for r in regions if r.sum() >= MIN_AREA), key=lambda r: -r.sum())[:MAX_OBJECTS]
+    names = _pixel_names(rgb)
+    regions = _regions(foreground, names.argmax(-1))
     tokens = np.zeros((TOKENS, FEATURES), dtype=np.float32)
     shares = names[foreground].mean(0) if foreground.any() else np.zeros(len(PALETTE))
     tokens[0, :2] = 1.0
