@@ -21,9 +21,9 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast, get_args
+from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast
 
-from rewardlab.package.lines import ItemSpec, LineError, item_spec_parse
+from rewardlab.package.lines import ANSWERS, Answer, ItemSpec, LineError, item_spec_parse, label_strength, show_value
 from rewardlab.package.package import (
     ITEMS_NAME,
     MAX_LINE_BYTES,
@@ -37,11 +37,9 @@ from rewardlab.package.package import (
     unsafe_path_reason,
 )
 
-Choice = Literal["a", "b", "both", "neither"]  # which response is MORE hallucinated, canonical a/b
 LabelSource = Literal["human", "gold", "prior"]
 Layout = Literal["package", "reward", "annotations"]
 
-CHOICES: tuple[Choice, ...] = get_args(Choice)
 LAYOUTS = (
     "an import package (items.jsonl lines: external_id, image, prompt, responses)",
     "a reward export or TRL preference file (rows: prompt, chosen, rejected, images)",
@@ -53,7 +51,6 @@ MAX_IMAGE_BYTES = 64 * 1024**2
 IDENTITY_KEYS = ("external_id", "pair", "chosen_id", "rejected_id")
 # A data: URI's image is re-read from its line; keys start with "data:" so no member path can collide.
 DATA_LINE_KEY = "data:line-{}"
-SHOW_CHARS = 60
 
 
 class DataError(ValueError):
@@ -81,7 +78,7 @@ class Pair:
 @dataclass(frozen=True)
 class Label:
     pair: int  # index into Dataset.pairs
-    more_hallucinated: Choice
+    more_hallucinated: Answer
     strength: int | None  # 1..S for a/b, None for both/neither or unknown
     source: LabelSource
     weight: float = 1.0  # a weight carried by the data itself (a reward export's `weight`), else 1.0
@@ -297,11 +294,6 @@ def _layouts() -> str:
     return "one of: " + "; ".join(LAYOUTS)
 
 
-def _show(value: object) -> str:
-    shown = json.dumps(value, ensure_ascii=False, default=str)
-    return shown if len(shown) <= SHOW_CHARS else shown[: SHOW_CHARS - 1] + "…"
-
-
 def _layout(row: dict[str, Any], where: str, line: int) -> Layout:
     """Tell the layout from the keys of a file's first row."""
     if "responses" in row:
@@ -310,7 +302,9 @@ def _layout(row: dict[str, Any], where: str, line: int) -> Layout:
         return "reward"
     if "more_hallucinated" in row:
         return "annotations"
-    raise _error(where, line, f"unknown layout: the first row has the keys {_show(sorted(row))}; expected {_layouts()}")
+    raise _error(
+        where, line, f"unknown layout: the first row has the keys {show_value(sorted(row))}; expected {_layouts()}"
+    )
 
 
 def _rows(where: str, fp: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -325,7 +319,7 @@ def _rows(where: str, fp: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as exc:
             raise _error(where, number, f"not valid JSON: {exc.msg} at column {exc.colno}") from exc
         if not isinstance(row, dict):
-            raise _error(where, number, f"expected a JSON object, got {_show(row)}")
+            raise _error(where, number, f"expected a JSON object, got {show_value(row)}")
         yield number, row
 
 
@@ -536,7 +530,7 @@ class _Row:
     def text(self, key: str, *, empty: bool = False) -> str:
         value = self.required(key)
         if not isinstance(value, str) or not (empty or value):
-            raise self.error(f"{key}: expected {'a' if empty else 'a non-empty'} string, got {_show(value)}")
+            raise self.error(f"{key}: expected {'a' if empty else 'a non-empty'} string, got {show_value(value)}")
         return value
 
     def mapping(self, key: str) -> dict[str, Any]:
@@ -545,13 +539,13 @@ class _Row:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise self.error(f"{key}: expected an object, got {_show(value)}")
+            raise self.error(f"{key}: expected an object, got {show_value(value)}")
         return value
 
     def pair_ids(self) -> tuple[str, str]:
         value = self.required("pair")
         if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) and v for v in value)):
-            raise self.error(f'pair: expected two response ids like ["r0", "r1"], got {_show(value)}')
+            raise self.error(f'pair: expected two response ids like ["r0", "r1"], got {show_value(value)}')
         if value[0] == value[1]:
             raise self.error(f"pair: a pair needs two different responses, got {value[0]!r} twice")
         return value[0], value[1]
@@ -569,7 +563,7 @@ class _Row:
         """Return the text of response `side` ("a" or "b"), whose id must be the pair's id on that side."""
         value = self.required(side)
         if not (isinstance(value, dict) and isinstance(value.get("id"), str) and isinstance(value.get("text"), str)):
-            raise self.error(f'{side}: expected {{"id": ..., "text": ...}} with strings, got {_show(value)}')
+            raise self.error(f'{side}: expected {{"id": ..., "text": ...}} with strings, got {show_value(value)}')
         if value["id"] != response_id:
             raise self.error(f"{side}.id: expected {response_id!r}, the pair's {side}, got {value['id']!r}")
         return value["text"]
@@ -577,7 +571,7 @@ class _Row:
     def first_image(self) -> str:
         value = self.required("images")
         if not (isinstance(value, list) and value and isinstance(value[0], str)):
-            raise self.error(f"images: expected a list of image paths, got {_show(value)}")
+            raise self.error(f"images: expected a list of image paths, got {show_value(value)}")
         return value[0]
 
     def image(self, ref: str) -> str:
@@ -587,27 +581,22 @@ class _Row:
             raise self.error(f"image {ref!r}: {reason}")
         return ref
 
-    def choice(self) -> Choice:
+    def choice(self) -> Answer:
         value = self.required("more_hallucinated")
-        if value not in CHOICES:
-            raise self.error(f"more_hallucinated: expected one of {', '.join(CHOICES)}, got {_show(value)}")
-        return cast(Choice, value)
+        if value not in ANSWERS:
+            raise self.error(f"more_hallucinated: expected one of {', '.join(ANSWERS)}, got {show_value(value)}")
+        return cast(Answer, value)
 
-    def strength(self, answer: Choice) -> int | None:
-        value = self.data.get("strength")
-        scale = self.export.strength_scale
-        if value is None:
-            return None
-        if answer in ("both", "neither"):
-            raise self.error(f"strength: {answer!r} takes no strength, got {_show(value)}")
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= scale:
-            raise self.error(f"strength: expected an integer from 1 to {scale}, got {_show(value)}")
-        return value
+    def strength(self, answer: Answer) -> int | None:
+        try:
+            return label_strength(self.data.get("strength"), answer, "strength", self.export.strength_scale)
+        except LineError as exc:
+            raise self.error(str(exc)) from exc
 
     def weight(self) -> float:
         value = self.data.get("weight")
         if value is None:
             return 1.0
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise self.error(f"weight: expected a number of at least 0, got {_show(value)}")
+            raise self.error(f"weight: expected a number of at least 0, got {show_value(value)}")
         return float(value)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, get_args
 
-Answer = Literal["a", "b", "both", "neither"]
+Answer = Literal["a", "b", "both", "neither"]  # which response is MORE hallucinated, canonical a/b
+ANSWERS: tuple[Answer, ...] = get_args(Answer)
 T = TypeVar("T")
 
 REQUIRED_FIELDS = ("external_id", "image", "prompt", "responses")
@@ -110,7 +111,7 @@ def _json_object(data: bytes) -> dict[str, Any]:
     except RecursionError as exc:
         raise LineError("the JSON is nested too deeply") from exc
     if not isinstance(record, dict):
-        raise LineError(f"expected a JSON object, got {_show(record)}")
+        raise LineError(f"expected a JSON object, got {show_value(record)}")
     # PostgreSQL cannot store NUL in text or jsonb; the cheap substring test skips the walk for most lines.
     if "\\u0000" in text and _has_nul(record):
         raise LineError("the line contains a NUL character (\\u0000), which cannot be stored")
@@ -137,7 +138,8 @@ def _given(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
+    """Quote a bad value in an error message, cut to SHOW_CHARS."""
     shown = json.dumps(value, ensure_ascii=False)
     return shown if len(shown) <= SHOW_CHARS else shown[: SHOW_CHARS - 1] + "…"
 
@@ -156,7 +158,7 @@ def _check_keys(record: dict[str, Any], *, allowed: tuple[str, ...], required: t
 def _string(value: object, where: str, *, max_length: int | None = None, empty: bool = False) -> str:
     if not isinstance(value, str) or (not empty and not value.strip()):
         expected = "a string" if empty else "a non-empty string"
-        raise LineError(f"{where}: expected {expected}, got {_show(value)}")
+        raise LineError(f"{where}: expected {expected}, got {show_value(value)}")
     if max_length is not None and len(value) > max_length:
         raise LineError(f"{where}: expected at most {max_length} characters, got {len(value)}")
     return value
@@ -164,13 +166,13 @@ def _string(value: object, where: str, *, max_length: int | None = None, empty: 
 
 def _object(value: object, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise LineError(f"{where}: expected an object, got {_show(value)}")
+        raise LineError(f"{where}: expected an object, got {show_value(value)}")
     return value
 
 
 def _list(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
-        raise LineError(f"{where}: expected a list, got {_show(value)}")
+        raise LineError(f"{where}: expected a list, got {show_value(value)}")
     return value
 
 
@@ -195,7 +197,7 @@ def _responses(value: object) -> tuple[ResponseSpec, ...]:
 
 def _pair_ids(value: object, where: str, ids: list[str]) -> tuple[str, str]:
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
-        raise LineError(f'{where}: expected two response ids like ["r0", "r1"], got {_show(value)}')
+        raise LineError(f'{where}: expected two response ids like ["r0", "r1"], got {show_value(value)}')
     for part in value:
         if part not in ids:
             raise LineError(f"{where}: unknown response id {part!r}; this item's responses are {', '.join(ids)}")
@@ -232,7 +234,7 @@ def _labels(
         if pair is None:
             raise LineError(f"{where}.pair: {entry['pair']} is not one of this item's pairs")
         answer = _answer(entry["more_hallucinated"], pairs[pair], f"{where}.more_hallucinated")
-        strength = _strength(entry.get("strength"), answer, f"{where}.strength", strength_scale)
+        strength = label_strength(entry.get("strength"), answer, f"{where}.strength", strength_scale)
         source = _string(_given(entry.get("source"), ""), f"{where}.source", max_length=MAX_SOURCE_LENGTH, empty=True)
         labels.append(LabelSpec(pair=pair, more_hallucinated=answer, strength=strength, source=source))
     return tuple(labels)
@@ -247,14 +249,15 @@ def _answer(value: object, pair: tuple[str, str], where: str) -> Answer:
         return "b"
     if value in LITERAL_ANSWERS:
         return cast(Answer, value)
-    raise LineError(f"{where}: expected {a!r}, {b!r}, 'both' or 'neither', got {_show(value)}")
+    raise LineError(f"{where}: expected {a!r}, {b!r}, 'both' or 'neither', got {show_value(value)}")
 
 
-def _strength(value: object, answer: Answer, where: str, scale: int) -> int | None:
+def label_strength(value: object, answer: Answer, where: str, scale: int) -> int | None:
+    """Return a label's strength: 1..scale for a/b, absent for both/neither (API.md, "Labels")."""
     if value is None:
         return None
     if answer in LITERAL_ANSWERS:
-        raise LineError(f"{where}: {answer!r} takes no strength, got {_show(value)}")
+        raise LineError(f"{where}: {answer!r} takes no strength, got {show_value(value)}")
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= scale:
-        raise LineError(f"{where}: expected an integer from 1 to {scale}, got {_show(value)}")
+        raise LineError(f"{where}: expected an integer from 1 to {scale}, got {show_value(value)}")
     return value
