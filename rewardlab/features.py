@@ -38,12 +38,9 @@ class Features:
     support_b: np.ndarray
 
     @property
-    def text_dim(self) -> int:
-        return self.text_emb.shape[1]
-
-    @property
-    def token_shape(self) -> tuple[int, int]:
-        return self.image_tokens.shape[1], self.image_tokens.shape[2]
+    def dims(self) -> dict[str, int]:
+        """The input sizes the heads are built for (`rewardlab.model.heads_build`)."""
+        return {"text_dim": self.text_emb.shape[1], "token_features": self.image_tokens.shape[2]}
 
     def __len__(self) -> int:
         return len(self.prompt)

@@ -80,10 +80,7 @@ def current_labels(dataset: Dataset, config: TrainConfig) -> np.ndarray:
     return np.where(np.isnan(gold), current, gold)
 
 
-def item_folds(dataset: Dataset, *, members: int, seed: int) -> np.ndarray:
-    """Return each pair's fold in 0..members-1, drawn from its item's external_id and the seed."""
-    folds = []
-    for item in dataset.items:
-        digest = hashlib.sha256(f"{seed}:{item.external_id}".encode()).digest()
-        folds.append(int.from_bytes(digest[:8], "big") % members)
-    return np.array([folds[pair.item] for pair in dataset.pairs], dtype=np.int64)
+def folds_of_items(dataset: Dataset, *, members: int, seed: int) -> np.ndarray:
+    """Return each item's fold in 0..members-1, drawn from its external_id and the seed."""
+    digests = (hashlib.sha256(f"{seed}:{item.external_id}".encode()).digest() for item in dataset.items)
+    return np.array([int.from_bytes(digest[:8], "big") % members for digest in digests], dtype=np.int64)

@@ -31,6 +31,12 @@ def preference_losses(reward_a: torch.Tensor, reward_b: torch.Tensor, sign: torc
     return torch.where(sign == 0, tied, ranked)
 
 
+def logit_losses(logits: torch.Tensor, sign: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """Return `preference_losses` from reward differences r_a - r_b (the logits of P(a better)), as
+    scoring and held-out evaluation hold them."""
+    return preference_losses(logits, torch.zeros_like(logits), sign, margin)
+
+
 def shortcut_failure_coefficient(loss: torch.Tensor, text_loss: torch.Tensor) -> torch.Tensor:
     """Return SFC = L_t / (L + L_t) (Li et al., ICML 2025), without gradient.
 

@@ -21,7 +21,7 @@ from rewardlab.cache import EmbeddingCache
 from rewardlab.config import RunConfig
 from rewardlab.data import Dataset
 from rewardlab.features import Encoders, Features, features_build
-from rewardlab.labels import NO_FOLD, current_labels, item_folds, samples_build
+from rewardlab.labels import NO_FOLD, current_labels, folds_of_items, samples_build
 from rewardlab.metrics import evaluate
 from rewardlab.model import RewardHeads, heads_build
 from rewardlab.scoring import Scores, scores_compute
@@ -109,18 +109,15 @@ def model_train(
     samples = samples_build(dataset, run.train)
     if not len(samples):
         raise ValueError(f"no {run.train.labels!r} labels to train on in a dataset of {len(dataset.pairs)} pairs.")
-    pair_fold = item_folds(dataset, members=run.model.members, seed=run.train.seed)
+    fold_of_item = folds_of_items(dataset, members=run.model.members, seed=run.train.seed)
+    pair_fold = fold_of_item[[pair.item for pair in dataset.pairs]]
     reference = None if reference_p is None else reference_p[samples.pair]
     trained = train_run(run, features, samples, pair_fold[samples.pair], reference_p=reference, progress=progress)
-    dims = {"text_dim": features.text_dim, "token_features": features.token_shape[1]}
     labeled_items = sorted({dataset.pairs[p].item for p in samples.pair.tolist()})
     hashes = np.array([_item_hash(dataset.items[i].external_id) for i in labeled_items], dtype=np.int64)
-    first_pair = {}
-    for index, pair in enumerate(dataset.pairs):
-        first_pair.setdefault(pair.item, index)
-    folds = np.array([pair_fold[first_pair[i]] for i in labeled_items], dtype=np.int64)
     order = np.argsort(hashes)
-    model = RewardModel(run, trained.multimodal, trained.text_only, hashes[order], folds[order], dims)
+    folds = fold_of_item[labeled_items][order]
+    model = RewardModel(run, trained.multimodal, trained.text_only, hashes[order], folds, features.dims)
     scores = model_score(model, dataset, features)
     metrics = metrics_compute(dataset, scores, current_labels(dataset, run.train))
     metrics |= {

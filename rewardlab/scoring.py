@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rewardlab.losses import binary_entropy, mutual_information, preference_losses, shortcut_failure_coefficient
+from rewardlab.losses import binary_entropy, logit_losses, mutual_information, shortcut_failure_coefficient
 
 SCORE_FIELDS = (
     "p_a_better",
@@ -78,10 +78,9 @@ def scores_compute(
     weight = np.ones_like(p)
     if sfc:
         sign = torch.from_numpy(target.astype(np.float32))
-        zero = torch.zeros_like(sign)
 
         def loss(x: np.ndarray) -> torch.Tensor:
-            return preference_losses(torch.from_numpy(x.astype(np.float32)), zero, sign, zero)
+            return logit_losses(torch.from_numpy(x.astype(np.float32)), sign, torch.zeros_like(sign))
 
         weight = shortcut_failure_coefficient(loss(logit), loss(text_logit)).numpy()
         weight = weight / max(weight[labeled].mean() if labeled.any() else weight.mean(), 1e-6)

@@ -21,7 +21,13 @@ from tqdm.auto import tqdm
 from rewardlab.config import RunConfig, TrainConfig
 from rewardlab.features import Features
 from rewardlab.labels import Samples
-from rewardlab.losses import binary_entropy, preference_losses, shortcut_failure_coefficient, weighted_mean
+from rewardlab.losses import (
+    binary_entropy,
+    logit_losses,
+    preference_losses,
+    shortcut_failure_coefficient,
+    weighted_mean,
+)
 from rewardlab.model import RewardHeads, heads_build
 
 PREDICT_BATCH = 4096
@@ -46,11 +52,6 @@ class Fit:
     history: list[dict] = field(default_factory=list)
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-
-
 @torch.no_grad()
 def predict(heads: RewardHeads, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
     """Return reward differences r_a - r_b [K, len(pairs)] (logits of P(a better)) for every member."""
@@ -71,11 +72,9 @@ def out_of_fold(member_values: np.ndarray, fold: np.ndarray) -> np.ndarray:
 
 
 def sample_losses(logits: np.ndarray, samples: Samples) -> np.ndarray:
-    """Return the per-sample BT loss of out-of-fold logits [N]."""
-    tensor = torch.from_numpy(logits)
-    return preference_losses(
-        tensor, torch.zeros_like(tensor), torch.from_numpy(samples.sign), torch.from_numpy(samples.margin)
-    ).numpy()
+    """Return the per-sample BT loss of logits [..., N] (one row per member, or out-of-fold [N])."""
+    sign, margin = torch.from_numpy(samples.sign), torch.from_numpy(samples.margin)
+    return logit_losses(torch.from_numpy(logits), sign, margin).numpy()
 
 
 def _curriculum_share(epoch: int, config: TrainConfig) -> float:
@@ -108,13 +107,9 @@ class _Best:
 
 def _held_out_losses(heads, features, samples, sample_fold, device) -> np.ndarray:
     """Return each member's trust-weighted loss on its own held-out fold [K]."""
-    logits = torch.from_numpy(predict(heads, features, samples.pair, device))
-    losses = preference_losses(
-        logits, torch.zeros_like(logits), torch.from_numpy(samples.sign), torch.from_numpy(samples.margin)
-    )
-    members = logits.shape[0]
-    own = torch.from_numpy(sample_fold[None] == np.arange(members)[:, None]).float()
-    return weighted_mean(losses, own * torch.from_numpy(samples.weight)).numpy()
+    losses = sample_losses(predict(heads, features, samples.pair, device), samples)
+    own = sample_fold[None] == np.arange(len(losses))[:, None]
+    return weighted_mean(torch.from_numpy(losses), torch.from_numpy(own * samples.weight)).numpy()
 
 
 def fit(
@@ -156,8 +151,9 @@ def fit(
             chosen = chosen[curation.order < _curriculum_share(epoch, config) * len(samples)]
         chosen = chosen[torch.randperm(len(chosen), generator=generator).numpy()]
         for start in range(0, len(chosen), config.batch_size):
-            index = torch.from_numpy(chosen[start : start + config.batch_size]).to(device)
-            reward_a, reward_b = heads(features.batch(samples.pair[index.cpu().numpy()], device))
+            batch = chosen[start : start + config.batch_size]
+            index = torch.from_numpy(batch).to(device)
+            reward_a, reward_b = heads(features.batch(samples.pair[batch], device))
             losses = preference_losses(reward_a, reward_b, sign[index], margin[index])  # [K, B]
             w = weight[index] * (fold_t[index][None] != member_index)
             loss = weighted_mean(losses, w).sum()
@@ -222,43 +218,44 @@ def train_run(
     that otherwise measures entropy (EGT) and the multimodal loss of SFC.
     """
     config = run.train
-    seed_everything(config.seed)
-    dims = {"text_dim": features.text_dim, "token_features": features.token_shape[1]}
+    dims = features.dims
 
-    def new(multimodal: bool) -> RewardHeads:
-        return heads_build(run, dims, multimodal=multimodal)
+    def honest(heads: RewardHeads) -> np.ndarray:
+        """Out-of-fold logits of every sample."""
+        return out_of_fold(predict(heads, features, samples.pair, config.device), sample_fold)
 
-    twin = fit(new(False), features, samples, sample_fold, config, desc="text-only twin", progress=progress)
-    history = {"text_only": twin.history}
-    text_loss = sample_losses(
-        out_of_fold(predict(twin.heads, features, samples.pair, config.device), sample_fold), samples
-    )
-    reference = None if reference_p is None else _logit(reference_p)
-    if reference is None and config.curation == "entropy":
-        probe = fit(
-            new(True),
+    def multimodal(desc: str, weights: np.ndarray | None, curation: Curation | None = None) -> Fit:
+        heads = heads_build(run, dims, multimodal=True)
+        return fit(
+            heads,
             features,
             samples,
             sample_fold,
             config,
-            desc="multimodal probe",
+            sample_weight=weights,
+            curation=curation,
+            desc=desc,
             progress=progress,
-            sample_weight=_sfc_weights(None, text_loss, samples, config),
         )
-        history["probe"] = probe.history
-        reference = out_of_fold(predict(probe.heads, features, samples.pair, config.device), sample_fold)
-    curation = None if config.curation == "none" else entropy_curation(reference, samples, config)
-    final = fit(
-        new(True),
+
+    twin = fit(
+        heads_build(run, dims, multimodal=False),
         features,
         samples,
         sample_fold,
         config,
-        desc="multimodal",
+        desc="text-only twin",
         progress=progress,
-        sample_weight=_sfc_weights(reference, text_loss, samples, config),
-        curation=curation,
     )
+    history = {"text_only": twin.history}
+    text_loss = sample_losses(honest(twin.heads), samples)
+    reference = None if reference_p is None else _logit(reference_p)
+    if reference is None and config.curation == "entropy":
+        probe = multimodal("multimodal probe", _sfc_weights(None, text_loss, samples, config))
+        history["probe"] = probe.history
+        reference = honest(probe.heads)
+    curation = None if config.curation == "none" else entropy_curation(reference, samples, config)
+    final = multimodal("multimodal", _sfc_weights(reference, text_loss, samples, config), curation)
     history["multimodal"] = final.history
     return Trained(final.heads, twin.heads, history, curated=0 if curation is None else curation.curated)
 
@@ -273,8 +270,8 @@ def _sfc_weights(reference: np.ndarray | None, text_loss: np.ndarray, samples: S
 
     L comes from out-of-fold multimodal logits (`reference`), or, before any multimodal model exists, is
     the loss of an uninformed one (log 2). Measuring L on the samples being trained would drive it to 0
-    as the model fits them and SFC to 1 everywhere, the mirror of issue 3's first pitfall; on this
-    repository's shortcut benchmark that in-training variant lowered OOD accuracy (bench/README.md).
+    as the model fits them and SFC to 1 everywhere, the mirror of issue 3's first pitfall; on the shortcut
+    experiment of bench/loop.py that in-training variant lowered OOD accuracy (0.338 against plain 0.505).
     """
     if config.weighting == "none":
         return None

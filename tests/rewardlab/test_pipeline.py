@@ -17,7 +17,7 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 from rewardlab.config import EncoderConfig, ModelConfig, RunConfig, TrainConfig
 from rewardlab.data import Dataset, load_dataset
-from rewardlab.labels import NO_FOLD, current_labels, item_folds, samples_build
+from rewardlab.labels import NO_FOLD, current_labels, folds_of_items, samples_build
 from rewardlab.lexical import words
 from rewardlab.losses import preference_losses
 from rewardlab.model import heads_build
@@ -27,6 +27,11 @@ from rewardlab.train import fit, predict
 
 TRAIN_ITEMS, TEST_ITEMS = 200, 100
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def pair_folds(dataset, *, members: int) -> np.ndarray:
+    """Each pair's fold for seed 0: its item's."""
+    return folds_of_items(dataset, members=members, seed=0)[[pair.item for pair in dataset.pairs]]
 
 
 def write_tiny_bert(directory: Path) -> Path:
@@ -173,7 +178,7 @@ def test_a_trained_pair_is_scored_by_the_member_that_held_it_out(noisy, noisy_mo
     dataset, _ = noisy
     model, scores, _, _ = noisy_model
     fold = model.folds_of(dataset)
-    assert np.array_equal(fold, item_folds(dataset, members=3, seed=0))
+    assert np.array_equal(fold, pair_folds(dataset, members=3))
     assert np.allclose(scores.p_a_better, scores.member_p[fold, np.arange(len(fold))], atol=1e-6)
 
 
@@ -233,8 +238,8 @@ def test_fit_returns_the_parameters_of_the_best_epoch(clean, encoders):
     dataset, features = clean
     run = run_config(encoders, members=2, width=8, max_epochs=4, patience=4)
     samples = samples_build(dataset, run.train)
-    fold = item_folds(dataset, members=2, seed=0)[samples.pair]
-    dims = {"text_dim": features.text_dim, "token_features": features.token_shape[1]}
+    fold = pair_folds(dataset, members=2)[samples.pair]
+    dims = features.dims
     result = fit(heads_build(run, dims, multimodal=False), features, samples, fold, run.train, progress=False)
     # the held-out loss of the returned heads, computed as fit computes it: each member on its own fold
     logits = torch.from_numpy(predict(result.heads, features, samples.pair))
