@@ -17,15 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
-from transformers import BertConfig, BertModel, BertTokenizer
 
 import rewardlab
 from rewardlab.cli import main
-from rewardlab.lexical import words
 from rewardlab.pipeline import model_load, model_save
-from rewardlab.synthetic import SyntheticConfig, generate_items, write_package
+from rewardlab.synthetic import SyntheticConfig, write_package
+from tests.rewardlab.tiny import write_tiny_bert
 
 ITEMS = 60
 SCORE_FIELDS = (
@@ -37,30 +35,9 @@ SCORE_FIELDS = (
     "noise_score",
     "weight",
 )  # API.md, "Model scores on a pair"
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 REPO = Path(rewardlab.__file__).parent.parent
 
-
-def write_tiny_bert(directory: Path) -> Path:
-    """A 1-layer random BERT over the words of synthetic items (the same files as test_pipeline writes)."""
-    vocabulary = set()
-    for item, _ in generate_items(SyntheticConfig(n_items=60, seed=99)):
-        texts = [item["prompt"], *item["facts"].values(), *(r["text"] for r in item["responses"])]
-        vocabulary.update(word for text in texts for word in words(text))
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + list(".,?!:;") + sorted(vocabulary)) + "\n")
-    tokenizer = BertTokenizer(str(directory / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer.vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-    )
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rewardlab_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -76,16 +53,6 @@ def run_main(capsys, *args: str | Path) -> tuple[int, str, str]:
     status = main([str(arg) for arg in args])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Use one thread: tensors this small gain nothing from a second, whose spin-waits on a busy two-core
-    machine made this module 4 times slower (40 s against 10 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,6 @@ import pytest
 import torch
 from PIL import Image
 from transformers import (
-    BertConfig,
-    BertModel,
-    BertTokenizer,
     CLIPVisionConfig,
     CLIPVisionModel,
     SiglipVisionConfig,
@@ -30,9 +27,9 @@ from rewardlab.encoders import (
 )
 from rewardlab.shapes import GEOMETRY, MAX_OBJECTS, PALETTE, TOKENS, ShapesEncoder, shape_tokens
 from rewardlab.synthetic import Scene, Shape
+from tests.rewardlab.tiny import save_tiny_bert
 
 COLOUR_NAMES = list(PALETTE)
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = "there are two three red blue circles square in the image is a . ?".split()
 VISION = {"image_size": 32, "patch_size": 8, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
 
@@ -75,20 +72,7 @@ def two_red_circles_and_a_blue_square() -> Scene:
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    (directory / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + WORDS) + "\n")
-    tokenizer = BertTokenizer(str(directory / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer.vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-    )
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), WORDS)
 
 
 @pytest.fixture(scope="module")

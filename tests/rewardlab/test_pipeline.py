@@ -13,57 +13,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
 
 from rewardlab.config import EncoderConfig, ModelConfig, RunConfig, TrainConfig
 from rewardlab.data import Dataset, load_dataset
 from rewardlab.labels import NO_FOLD, current_labels, folds_of_items, samples_build
-from rewardlab.lexical import words
 from rewardlab.losses import preference_losses
 from rewardlab.model import heads_build
 from rewardlab.pipeline import features_for, model_load, model_save, model_score, model_train
-from rewardlab.synthetic import SyntheticConfig, generate_items, write_package
+from rewardlab.synthetic import SyntheticConfig, write_package
 from rewardlab.train import fit, predict
+from tests.rewardlab.tiny import write_tiny_bert
 
 TRAIN_ITEMS, TEST_ITEMS = 200, 100
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pair_folds(dataset, *, members: int) -> np.ndarray:
     """Each pair's fold for seed 0: its item's."""
     return folds_of_items(dataset, members=members, seed=0)[[pair.item for pair in dataset.pairs]]
-
-
-def write_tiny_bert(directory: Path) -> Path:
-    """A 1-layer random BERT over the words of synthetic items; seeded, so every module writes the same files."""
-    vocabulary = set()
-    for item, _ in generate_items(SyntheticConfig(n_items=60, seed=99)):
-        texts = [item["prompt"], *item["facts"].values(), *(r["text"] for r in item["responses"])]
-        vocabulary.update(word for text in texts for word in words(text))
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + list(".,?!:;") + sorted(vocabulary)) + "\n")
-    tokenizer = BertTokenizer(str(directory / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer.vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-    )
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Use one thread: tensors this small gain nothing from a second, whose spin-waits on a busy two-core
-    machine made this module 4 times slower (40 s against 10 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
