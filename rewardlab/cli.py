@@ -15,15 +15,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rewardlab.artifacts import ArtifactError
+from rewardlab.artifacts import Artifact, ArtifactError
 from rewardlab.config import CURATIONS, LABEL_SETS, WEIGHTINGS, EncoderConfig, ModelConfig, RunConfig, TrainConfig
-from rewardlab.data import DataError, load_dataset
+from rewardlab.data import DataError, Dataset, load_dataset
 from rewardlab.labels import current_labels
-from rewardlab.pipeline import features_for, metrics_compute, model_load, model_score, model_train
+from rewardlab.pipeline import RewardModel, features_for, metrics_compute, model_load, model_score, model_train
+from rewardlab.scoring import Scores
 
 DEFAULT_CACHE = Path.home() / ".cache" / "rewardlab"
 EXIT_USAGE = 2
@@ -75,24 +77,26 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_score(args: argparse.Namespace) -> None:
+@contextmanager
+def _scored(args: argparse.Namespace) -> Iterator[tuple[RewardModel, Artifact, Dataset, Scores]]:
+    """Load MODEL_DIR and DATA and score every pair; DATA stays open inside the block."""
     model, artifact = model_load(args.model, device=args.device or default_device())
     with load_dataset(args.data) as dataset:
         features = features_for(dataset, model.run, args.cache_dir, progress=not args.quiet)
-        scores = model_score(model, dataset, features)
-        with open(args.out, "w", encoding="utf-8") as out:
-            for index, pair in enumerate(dataset.pairs):
-                row = {"external_id": dataset.items[pair.item].external_id, "pair": [pair.a_id, pair.b_id]}
-                row |= scores.row(index) | {"model": artifact.sha256[:12]}
-                out.write(json.dumps(row) + "\n")
+        yield model, artifact, dataset, model_score(model, dataset, features)
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    with _scored(args) as (_, artifact, dataset, scores), open(args.out, "w", encoding="utf-8") as out:
+        for index, pair in enumerate(dataset.pairs):
+            row = {"external_id": dataset.items[pair.item].external_id, "pair": [pair.a_id, pair.b_id]}
+            row |= scores.row(index) | {"model": artifact.sha256[:12]}
+            out.write(json.dumps(row) + "\n")
     _print({"scores": str(args.out), "pairs": len(dataset.pairs), "model": artifact.sha256})
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    model, artifact = model_load(args.model, device=args.device or default_device())
-    with load_dataset(args.data) as dataset:
-        features = features_for(dataset, model.run, args.cache_dir, progress=not args.quiet)
-        scores = model_score(model, dataset, features)
+    with _scored(args) as (model, artifact, dataset, scores):
         metrics = metrics_compute(dataset, scores, current_labels(dataset, model.run.train))
     _print({"model": artifact.sha256, **metrics})
 

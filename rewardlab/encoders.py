@@ -9,6 +9,7 @@ built in nor an existing directory is an error.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from rewardlab.cache import EmbeddingCache, content_key
@@ -126,10 +128,6 @@ class VisionTower:
         self.shape = (1 + VISION_GRID**2, 1 + vision.hidden_size)
 
     def _pixels(self, contents: list[bytes]) -> torch.Tensor:
-        import io
-
-        from PIL import Image
-
         arrays = [
             np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((self.size, self.size), Image.BICUBIC))
             for data in contents
