@@ -114,7 +114,7 @@ class RewardHeads(nn.Module):
         """Attend from claims [K, S, B, w] (S = 2 responses) over image tokens [K, B, M, w]."""
         k, s, b, w = claims.shape
         d = w // self.heads
-        query = self.query(claims.reshape(k, s * b, w)).reshape(k, s, b, self.heads, d)
+        query = self.query(claims).reshape(k, s, b, self.heads, d)
         key = self.key(tokens).reshape(k, b, -1, self.heads, d)
         value = self.value(tokens).reshape(k, b, -1, self.heads, d)
         logits = torch.einsum("ksbhd,kbmhd->ksbhm", query, key) / math.sqrt(d)
@@ -123,7 +123,7 @@ class RewardHeads(nn.Module):
         attention = torch.softmax(logits.masked_fill(mask == 0, NEG_INF), dim=-1)
         pooled = torch.einsum("ksbhm,kbmhd->ksbhd", attention, value).reshape(k, s, b, w)
         count = match.sum(-1)
-        claimed = self.claimed_count(claims.reshape(k, s * b, w)).reshape(k, s, b, self.heads)
+        claimed = self.claimed_count(claims)
         return torch.cat([pooled, count, (count - claimed) ** 2, match.amax(-1)], dim=-1)
 
     def _facts(self, batch: dict[str, torch.Tensor], side: str) -> torch.Tensor:
@@ -143,9 +143,7 @@ class RewardHeads(nn.Module):
             encoded = F.gelu(self.token.shared(tokens))  # [K, B, M, w]
             parts.append(self._look(claims, encoded, present))
             parts.append(torch.stack([self._facts(batch, side) for side in ("a", "b")], dim=1))
-        joined = torch.cat(parts, dim=-1)
-        k, s, b, d = joined.shape
-        rewards = self.out(F.gelu(self.hidden(joined.reshape(k, s * b, d)))).reshape(k, s, b)
+        rewards = self.out(F.gelu(self.hidden(torch.cat(parts, dim=-1))))[..., 0]  # [K, 2, B]
         return rewards[:, 0], rewards[:, 1]
 
 
