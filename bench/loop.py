@@ -33,7 +33,7 @@ import torch
 
 from rewardlab.cache import EmbeddingCache
 from rewardlab.config import RunConfig, TrainConfig
-from rewardlab.data import Dataset, load_dataset
+from rewardlab.data import Dataset, Label, load_dataset
 from rewardlab.features import Encoders, features_build
 from rewardlab.metrics import pairwise_accuracy, roc_auc
 from rewardlab.pipeline import model_score, model_train
@@ -52,9 +52,9 @@ def package(config: SyntheticConfig) -> Dataset:
     """Write (once) and load a synthetic package; the file name records its settings."""
     name = f"syn-{config.n_items}-s{config.seed}-f{int(config.facts)}-v{config.verbose_p}-n{config.prior_noise}.zip"
     path = OUT / "data" / name
-    if not path.exists():
+    if not path.exists():  # written aside and renamed, so an interrupted run leaves no half package
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_package(config, path)
+        os.replace(write_package(config, path.with_suffix(".part")), path)
     return load_dataset(path)
 
 
@@ -65,8 +65,6 @@ def truth(dataset: Dataset) -> list[str]:
 
 def with_labels(dataset: Dataset, pairs: np.ndarray, answers: list[str]) -> Dataset:
     """A copy of `dataset` whose only labels are human answers on `pairs`."""
-    from rewardlab.data import Label
-
     labels = [Label(int(p), answers[p], 3, "human") for p in pairs]
     return replace(dataset, labels=labels)
 
