@@ -50,7 +50,17 @@ class Campaign(models.Model):
     max_extra_labels = models.PositiveSmallIntegerField(
         default=2, help_text="How many labels beyond the overlap a surfaced pair may ask for."
     )
-    priority_weights = models.JSONField(default=dict, blank=True)
+    priority_weights = models.JSONField(
+        default=dict, blank=True, help_text="Weights of the priority terms; missing ones take the defaults."
+    )
+    surface_thresholds = models.JSONField(
+        default=dict, blank=True, help_text="When a pair is surfaced, per reason; missing ones take the defaults."
+    )
+    # The reward model whose scores pages, API and priorities use; it changes only when a run has succeeded.
+    active_model = models.ForeignKey("ModelRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Human labels saved so far, counted in the submit transaction, and the count when a retrain was last asked.
+    human_labels = models.PositiveIntegerField(default=0)
+    labels_at_last_request = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -266,3 +276,108 @@ class ImportJob(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+
+class ModelRun(models.Model):
+    """One retrain of a campaign's reward model, from request to scored pairs (DESIGN.md, "The loop").
+
+    At most one run per campaign is queued or running (the constraint below). A run that fails, or whose
+    worker dies, never becomes the campaign's `active_model`; its artifact and scores are pruned with time,
+    its metrics stay for the learning curve.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Stage(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        LOADING = "loading", "Loading labels"
+        EMBEDDING = "embedding", "Embedding new images and texts"
+        TRAINING = "training", "Training"
+        SCORING = "scoring", "Scoring every pair"
+        PRIORITIZING = "prioritizing", "Updating priorities"
+        DONE = "done", "Done"
+
+    class Trigger(models.TextChoices):
+        LABELS = "labels", "New labels"
+        LEAD = "lead", "Requested by a lead"
+        IMPORT = "import", "Imported prior labels"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="model_runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.QUEUED)
+    progress = models.FloatField(default=0.0)
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    labels_at_request = models.PositiveIntegerField(default=0)
+    queue = models.CharField(max_length=10, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=20, blank=True)
+    error = models.TextField(blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    artifact_pruned = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign"],
+                condition=Q(status__in=["queued", "running"]),
+                name="model_run_one_active_per_campaign",
+            )
+        ]
+        indexes = [models.Index(fields=["campaign", "-id"], name="model_run_campaign_idx")]
+
+    def __str__(self) -> str:
+        return f"model run {self.pk} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+
+class PairScore(models.Model):
+    """A run's scores of one pair: the `score` fields of API.md."""
+
+    run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="scores")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="scores")
+    p_a_better = models.FloatField()
+    entropy = models.FloatField()
+    mutual_info = models.FloatField()
+    text_only_p_a_better = models.FloatField()
+    shortcut_score = models.FloatField()
+    noise_score = models.FloatField(null=True, blank=True)  # none for a pair with no label
+    weight = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "pair"], name="pair_score_once_per_run")]
+
+    def __str__(self) -> str:
+        return f"scores of pair {self.pair_id} by run {self.run_id}"
+
+
+class Worker(models.Model):
+    """A Celery worker that said it is alive: where training is sent (GPU when one listens) and what leads see."""
+
+    hostname = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list)
+    device = models.CharField(max_length=20)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.hostname} ({self.device})"

@@ -7,16 +7,17 @@ import hmac
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from statistics import median
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from annotate import access
 from annotate.exceptions import NotFoundError
-from annotate.models import Annotation, Assignment, Campaign, Choice, Membership, Pair
+from annotate.models import Annotation, Assignment, Campaign, Choice, Membership, ModelRun, Pair, PairScore
 
 PREFERENCE = {Choice.A, Choice.B}
 
@@ -28,22 +29,97 @@ def pseudonym(*, user_id: int, campaign_id: int) -> str:
     return f"ann-{digest[:10]}"
 
 
-def pair_list(*, campaign: Campaign, status: str = "", surfaced: str = "", gold: bool | None = None) -> QuerySet[Pair]:
-    """Return the campaign's pairs with what the pair representation needs, labels prefetched."""
+ANY_REASON = "any"
+
+
+def pair_list(
+    *,
+    campaign: Campaign,
+    status: str = "",
+    surfaced: str = "",
+    gold: bool | None = None,
+    min_entropy: float | None = None,
+) -> QuerySet[Pair]:
+    """Return the campaign's pairs with what the pair representation needs: labels and active scores prefetched.
+
+    `surfaced` is a reason (`uncertain`, `shortcut`, `suspected_noise`, `disagreement`) or `any`;
+    `min_entropy` keeps pairs the active model scored at least that uncertain.
+    """
+    active_scores = PairScore.objects.filter(run_id=campaign.active_model_id)
     qs = (
         Pair.objects.filter(campaign=campaign)
         .select_related("item__image", "a", "b")
         .prefetch_related(
-            Prefetch("annotations", queryset=Annotation.objects.only("pair_id", "more_hallucinated", "strength"))
+            Prefetch("annotations", queryset=Annotation.objects.only("pair_id", "more_hallucinated", "strength")),
+            Prefetch("scores", queryset=active_scores, to_attr="active_scores"),
         )
     )
     if status:
         qs = qs.filter(status=status)
-    if surfaced:
+    if surfaced == ANY_REASON:
+        qs = qs.exclude(surfaced=[])
+    elif surfaced:
         qs = qs.filter(surfaced__contains=[surfaced])
     if gold is not None:
         qs = qs.exclude(gold_answer="") if gold else qs.filter(gold_answer="")
+    if min_entropy is not None:
+        qs = qs.filter(Exists(active_scores.filter(pair=OuterRef("pk"), entropy__gte=min_entropy)))
     return qs
+
+
+def pair_active_score(pair: Pair) -> PairScore | None:
+    """The active model's scores of a pair from `pair_list`'s prefetch; None before the first run."""
+    scores = getattr(pair, "active_scores", None)
+    return scores[0] if scores else None
+
+
+def model_runs_of(campaign: Campaign) -> QuerySet[ModelRun]:
+    """The campaign's runs, newest first, with who asked for each."""
+    return campaign.model_runs.select_related("requested_by").order_by("-id")
+
+
+def model_run_for(user: AbstractBaseUser, run_id: int, roles: Iterable[str]) -> ModelRun:
+    """Return a run if the user holds one of `roles` in its campaign; strangers get the 404 of a missing id."""
+    run = ModelRun.objects.select_related("campaign", "requested_by").filter(pk=run_id).first()
+    if run is None:
+        raise NotFoundError(f"No model run {run_id}.")
+    access.campaign_for(user, run.campaign_id, roles)
+    return run
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One succeeded run on the learning curve: held-out quality against how many human labels it had."""
+
+    run: int
+    finished_at: datetime
+    human_labels: int
+    samples: int
+    accuracy: float | None
+    ece: float | None
+    text_only_accuracy: float | None
+    gold_accuracy: float | None
+
+
+def learning_curve(campaign: Campaign) -> list[CurvePoint]:
+    """Return the campaign's succeeded runs, oldest first, with their held-out metrics."""
+    runs = campaign.model_runs.filter(status=ModelRun.Status.SUCCEEDED).order_by("id")
+    points = []
+    for run in runs.only("id", "finished_at", "labels_at_request", "metrics"):
+        held_out = run.metrics.get("labels", {})
+        points.append(
+            CurvePoint(
+                run=run.pk,
+                finished_at=run.finished_at,
+                human_labels=run.labels_at_request,
+                samples=run.metrics.get("samples", 0),
+                accuracy=held_out.get("accuracy"),
+                ece=held_out.get("ece"),
+                text_only_accuracy=held_out.get("text_only_accuracy"),
+                gold_accuracy=run.metrics.get("gold", {}).get("accuracy"),
+            )
+        )
+    return points
 
 
 def majority_consensus(labels: Iterable[Annotation]) -> dict | None:

@@ -204,6 +204,16 @@ CELERY_TASK_EAGER_PROPAGATES = True
 REWARDLAB_DEVICE = os.environ.get("REWARDLAB_DEVICE", "")
 REWARDLAB_TEXT_ENCODER = os.environ.get("REWARDLAB_TEXT_ENCODER", "")
 REWARDLAB_IMAGE_ENCODER = os.environ.get("REWARDLAB_IMAGE_ENCODER", "")
+# Where workers keep model artifacts (one directory per run) and the embedding cache; not served to anyone.
+REWARDLAB_MODEL_DIR = Path(os.environ.get("REWARDLAB_MODEL_DIR", VAR_DIR / "models"))
+REWARDLAB_CACHE_DIR = Path(os.environ.get("REWARDLAB_CACHE_DIR", VAR_DIR / "cache"))
+# A running model run writes a heartbeat this often; one silent for REWARDLAB_RUN_STALE_SECONDS is dead.
+REWARDLAB_RUN_HEARTBEAT_SECONDS = float(os.environ.get("REWARDLAB_RUN_HEARTBEAT_SECONDS", "5"))
+REWARDLAB_RUN_STALE_SECONDS = float(os.environ.get("REWARDLAB_RUN_STALE_SECONDS", "120"))
+# Runs whose artifacts and pair scores are kept (the active one always is); older runs keep their metrics.
+REWARDLAB_KEEP_RUNS = int(os.environ.get("REWARDLAB_KEEP_RUNS", "3"))
+# Hard limit of one training run, in seconds; the soft limit a minute earlier fails the run cleanly.
+REWARDLAB_TRAIN_TIME_LIMIT = int(os.environ.get("REWARDLAB_TRAIN_TIME_LIMIT", "7200"))
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads no cookie: the token travels in hx-headers on <body>.

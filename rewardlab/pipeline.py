@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -97,14 +98,17 @@ def model_train(
     features: Features | None = None,
     reference_p: np.ndarray | None = None,
     progress: bool = True,
+    on_progress: Callable[[str, float], None] | None = None,
 ) -> tuple[RewardModel, Scores, dict[str, Any]]:
     """Train both ensembles on `dataset`'s labels, score every pair, and write the artifact to `out`.
 
     `reference_p` [P], a previous run's honest `p_a_better` per pair, lets EGT curate from it instead of
     training a probe ensemble first (the loop retrains every few hundred labels; the probe would double
-    each retrain's cost).
+    each retrain's cost). `on_progress(stage, fraction)` hears "embedding", "training" (0 to 1) and "scoring".
     """
+    report = on_progress or (lambda stage, fraction: None)
     started = time.perf_counter()
+    report("embedding", 0.0)
     features = features or features_for(dataset, run, cache_dir, progress=progress)
     samples = samples_build(dataset, run.train)
     if not len(samples):
@@ -112,12 +116,21 @@ def model_train(
     fold_of_item = folds_of_items(dataset, members=run.model.members, seed=run.train.seed)
     pair_fold = fold_of_item[[pair.item for pair in dataset.pairs]]
     reference = None if reference_p is None else reference_p[samples.pair]
-    trained = train_run(run, features, samples, pair_fold[samples.pair], reference_p=reference, progress=progress)
+    trained = train_run(
+        run,
+        features,
+        samples,
+        pair_fold[samples.pair],
+        reference_p=reference,
+        progress=progress,
+        on_progress=lambda fraction: report("training", fraction),
+    )
     labeled_items = sorted({dataset.pairs[p].item for p in samples.pair.tolist()})
     hashes = np.array([_item_hash(dataset.items[i].external_id) for i in labeled_items], dtype=np.int64)
     order = np.argsort(hashes)
     folds = fold_of_item[labeled_items][order]
     model = RewardModel(run, trained.multimodal, trained.text_only, hashes[order], folds, features.dims)
+    report("scoring", 0.0)
     scores = model_score(model, dataset, features)
     metrics = metrics_compute(dataset, scores, current_labels(dataset, run.train))
     metrics |= {

@@ -12,6 +12,7 @@ K members at once; member k skips fold k and stops on its own loss there. `train
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,11 +124,12 @@ def fit(
     curation: Curation | None = None,
     desc: str = "train",
     progress: bool = True,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> Fit:
     """Train K members on their folds; stop each at its best held-out loss. Deterministic for the seed.
 
     `sample_weight` [N] multiplies the labels' own weights (SFC); `curation` drops, down-weights and
-    orders samples (EGT).
+    orders samples (EGT). `on_epoch` gets the number of epochs done, for progress bars outside a terminal.
     """
     device = config.device
     heads.to(device)
@@ -165,6 +167,8 @@ def fit(
         best.update(heads, held_out)
         result.history.append({"epoch": epoch + 1, "held_out_loss": float(held_out.mean())})
         bar.set_postfix(loss=f"{held_out.mean():.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
         if (best.waited >= config.patience).all():
             break
     best.restore(heads)
@@ -211,14 +215,22 @@ def train_run(
     *,
     reference_p: np.ndarray | None = None,
     progress: bool = True,
+    on_progress: Callable[[float], None] | None = None,
 ) -> Trained:
     """Train the text-only twin, then the multimodal ensemble with SFC and EGT as `run.train` says.
 
     `reference_p` [N], honest P(a better) per sample from an earlier model, replaces the probe ensemble
-    that otherwise measures entropy (EGT) and the multimodal loss of SFC.
+    that otherwise measures entropy (EGT) and the multimodal loss of SFC. `on_progress` gets the share of
+    the epoch budget spent, 0 to 1 (a fit that stops early skips the rest of its share).
     """
     config = run.train
     dims = features.dims
+    fits = 3 if reference_p is None and config.curation == "entropy" else 2
+
+    def epochs_of(index: int) -> Callable[[int], None] | None:
+        if on_progress is None:
+            return None
+        return lambda epoch: on_progress((index + epoch / config.max_epochs) / fits)
 
     def honest(heads: RewardHeads) -> np.ndarray:
         """Out-of-fold logits of every sample."""
@@ -226,6 +238,7 @@ def train_run(
 
     def multimodal(desc: str, weights: np.ndarray | None, curation: Curation | None = None) -> Fit:
         heads = heads_build(run, dims, multimodal=True)
+        index = fits - 1 if desc == "multimodal" else 1
         return fit(
             heads,
             features,
@@ -236,6 +249,7 @@ def train_run(
             curation=curation,
             desc=desc,
             progress=progress,
+            on_epoch=epochs_of(index),
         )
 
     twin = fit(
@@ -246,6 +260,7 @@ def train_run(
         config,
         desc="text-only twin",
         progress=progress,
+        on_epoch=epochs_of(0),
     )
     history = {"text_only": twin.history}
     text_loss = sample_losses(honest(twin.heads), samples)

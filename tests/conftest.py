@@ -27,9 +27,18 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def embedding_cache_dir(tmp_path_factory):
+    """One embedding cache for the whole run: it is keyed by content, so sharing it changes no result."""
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
 @pytest.fixture(autouse=True)
-def _test_settings(tmp_path, settings):
+def _test_settings(tmp_path, settings, embedding_cache_dir):
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.REWARDLAB_MODEL_DIR = tmp_path / "models"
+    settings.REWARDLAB_CACHE_DIR = embedding_cache_dir
+    settings.REWARDLAB_DEVICE = "cpu"
     # Password hashing is deliberately slow; tests create many users and prove nothing about it.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -79,11 +88,12 @@ WORKER_ARGS = (
 
 
 @pytest.fixture
-def worker_process(django_db_setup, settings, tmp_path):
-    """Start a real Celery worker process on the test database and Redis; stop it after the test.
+def start_worker(django_db_setup, settings, tmp_path):
+    """Return a function that starts a real Celery worker process on the test database and Redis.
 
-    The worker is a separate OS process, so it sees only committed rows: tests that use it need
-    `django_db(transaction=True)`. Its queue is a Redis database of its own, emptied first.
+    Workers are separate OS processes, so they see only committed rows: tests that use them need
+    `django_db(transaction=True)`. Their queue is a Redis database of its own, emptied first. Every
+    worker started is stopped after the test; `hostname` lets a test restart a worker under its name.
     """
     broker = os.environ.get("CELERY_BROKER_URL", "")
     if not broker.startswith("redis://"):
@@ -94,23 +104,40 @@ def worker_process(django_db_setup, settings, tmp_path):
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "REWARDLAB_MODEL_DIR": str(settings.REWARDLAB_MODEL_DIR),
+        "REWARDLAB_CACHE_DIR": str(settings.REWARDLAB_CACHE_DIR),
+        "REWARDLAB_DEVICE": "cpu",
+        "REWARDLAB_RUN_HEARTBEAT_SECONDS": "1",
         "CELERY_BROKER_URL": broker,
     }
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", *WORKER_ARGS],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=settings.BASE_DIR,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    started: list[tuple[subprocess.Popen, object]] = []
+
+    def start(hostname: str = "test-worker@%h") -> subprocess.Popen:
+        log = (tmp_path / f"worker-{len(started)}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", *WORKER_ARGS, "--hostname", hostname],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=settings.BASE_DIR,
+        )
+        started.append((process, log))
+        return process
+
+    yield start
+    for process, log in started:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+def worker_process(start_worker):
+    """One real Celery worker process for the test (see `start_worker`)."""
+    return start_worker()
 
 
 def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):

@@ -186,5 +186,5 @@ def test_the_labeling_loop_has_a_fixed_query_budget(campaign, api_as, django_ass
     client.get("/api/v1/campaigns/")  # token and session lookups warmed
     with django_assert_max_num_queries(9):
         assignment = client.get(f"/api/v1/campaigns/{campaign.pk}/next-pair/").json()["assignment"]
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(8):  # 7, plus the campaign's label counter that triggers retrains
         assert _submit(client, assignment).status_code == 201

@@ -13,6 +13,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = {"workers.tasks.*": {"queue": "cpu"}}
 app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
 
+import workers.presence  # noqa: E402,F401  (connects the worker_ready and worker_shutdown handlers)
+
 
 @app.on_after_configure.connect
 def _make_broker_folders(sender: Celery, **_: object) -> None:

@@ -1,8 +1,18 @@
-"""Celery tasks: each takes ids, re-fetches rows and calls one annotate service (STYLE.md, habit 7)."""
+"""Celery tasks: each takes ids, re-fetches rows and calls one annotate service (STYLE.md, habit 7).
+
+Model work (train, score, embed) is sent to the `gpu` queue when a GPU worker listens and to `cpu`
+otherwise (`annotate.services.model_runs.training_queue`); priorities and imports go to `cpu`.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+# Errors that may pass: the database restarting or a dropped connection.
+TRANSIENT = (OperationalError, InterfaceError)
+MAX_BACKOFF_SECONDS = 300
 
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
@@ -11,3 +21,54 @@ def import_job_run(job_id: int) -> None:
     from annotate.services.imports import import_job_run as run
 
     run(job_id=job_id)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=3,
+    soft_time_limit=settings.REWARDLAB_TRAIN_TIME_LIMIT - 60,
+    time_limit=settings.REWARDLAB_TRAIN_TIME_LIMIT,
+)
+def model_run_train(self, run_id: int) -> None:
+    """Train, evaluate and score a queued model run; a redelivered or duplicate message does nothing.
+
+    A transient error puts the run back in the queue and retries with exponential backoff; the last
+    attempt fails the run instead, so a run never waits forever.
+    """
+    from annotate.services.training import TransientRunError, model_run_execute
+
+    try:
+        model_run_execute(
+            run_id=run_id, worker=self.request.hostname, may_retry=self.request.retries < self.max_retries
+        )
+    except TransientRunError as exc:
+        raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, MAX_BACKOFF_SECONDS)) from exc
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def pairs_score_new(campaign_id: int) -> None:
+    """Score pairs imported since the active model was trained, then refresh priorities."""
+    from annotate.services.training import scores_fill
+
+    scores_fill(campaign_id=campaign_id)
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def campaign_embed(campaign_id: int) -> None:
+    """Encode new texts and images into the embedding cache ahead of the next retrain."""
+    from annotate.services.training import campaign_embed as embed
+
+    embed(campaign_id=campaign_id)
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def priorities_refresh(campaign_id: int) -> None:
+    """Recompute a campaign's priorities, e.g. after a lead changed the weights or thresholds."""
+    from annotate.models import Campaign
+    from annotate.services.priorities import priorities_update
+
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is not None:
+        priorities_update(campaign=campaign)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 
 from annotate import clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
 from annotate.models import HALLUCINATION_TYPES, Annotation, Assignment, Campaign, Choice, Pair
 from annotate.services.assignments import live_lease_filter
+from annotate.services.model_runs import retrain_if_due
+
+logger = logging.getLogger(__name__)
 
 PREFERENCE_CHOICES = {Choice.A, Choice.B}
 
@@ -119,7 +123,33 @@ def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label:
         assignment.finished_at = clock.now()
         assignment.save(update_fields=["status", "finished_at"])
         _count_label(pair)
+        if _count_campaign_label(pair.campaign_id):
+            transaction.on_commit(lambda: _retrain_if_due(pair.campaign_id))
     return annotation, True
+
+
+def _count_campaign_label(campaign_id: int) -> bool:
+    """Count the label on the campaign, last in the transaction; tell whether a retrain is due.
+
+    One UPDATE … RETURNING, so concurrent submits each see their own count and none is lost; the row
+    lock it takes lasts only until the commit right after.
+    """
+    table = Campaign._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET human_labels = human_labels + 1 WHERE id = %s "
+            "RETURNING human_labels - labels_at_last_request >= retrain_every",
+            [campaign_id],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def _retrain_if_due(campaign_id: int) -> None:
+    """Ask for the retrain after the label is committed; a failure here never loses the saved label."""
+    try:
+        retrain_if_due(campaign_id=campaign_id)
+    except Exception:
+        logger.exception("Campaign %s: the retrain could not be asked for; the next label asks again.", campaign_id)
 
 
 def _count_label(pair: Pair) -> None:

@@ -10,6 +10,7 @@ quality control and have no overlap cap: every annotator may see each of them on
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -92,6 +93,20 @@ def _has_room(pair: Pair, now: datetime) -> bool:
     return pair.assignments.filter(live_lease_filter(now)).count() < pair.needed_labels
 
 
+def _left_side(pair: Pair) -> str:
+    """Draw the side shown on the left; a suspected-noise pair alternates, so re-annotators see both orders.
+
+    DT2IT re-annotates suspected noise in both orders, so a label that only position bias produced
+    does not survive the check.
+    """
+    if "suspected_noise" not in pair.surfaced:
+        return random.choice(Side.values)
+    shown = Counter(pair.assignments.values_list("left", flat=True))
+    if shown[Side.A] == shown[Side.B]:
+        return random.choice(Side.values)
+    return Side.A if shown[Side.A] < shown[Side.B] else Side.B
+
+
 def _lease_from_pool(*, campaign: Campaign, annotator: AbstractBaseUser, gold: bool, now: datetime):
     rejected: list[int] = []
     for _ in range(MAX_CANDIDATES):
@@ -107,7 +122,7 @@ def _lease_from_pool(*, campaign: Campaign, annotator: AbstractBaseUser, gold: b
             return Assignment.objects.create(
                 pair=pair,
                 annotator=annotator,
-                left=random.choice(Side.values),
+                left=_left_side(pair),
                 leased_at=now,
                 expires_at=now + timedelta(seconds=campaign.lease_seconds),
             )

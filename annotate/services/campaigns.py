@@ -12,6 +12,8 @@ from django.db import IntegrityError, transaction
 
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
 from annotate.models import DEFAULT_STRENGTH_LABELS, Campaign, Membership
+from annotate.services.model_runs import campaign_work_send
+from annotate.services.priorities import weights_errors
 
 # Settings a lead may change after creation; anything else is refused by name.
 EDITABLE_SETTINGS = (
@@ -28,7 +30,11 @@ EDITABLE_SETTINGS = (
     "retrain_every",
     "max_extra_labels",
     "priority_weights",
+    "surface_thresholds",
 )
+
+# Settings that change which pairs are surfaced and in what order: priorities are recomputed after them.
+PRIORITY_SETTINGS = {"priority_weights", "surface_thresholds", "overlap", "max_extra_labels"}
 
 
 def _validated(campaign: Campaign) -> Campaign:
@@ -45,6 +51,7 @@ def _validated(campaign: Campaign) -> Campaign:
         errors["overlap"] = f"Expected at least one label per pair, got {campaign.overlap}."
     if campaign.lease_seconds < 30:
         errors["lease_seconds"] = f"Expected a lease of at least 30 seconds, got {campaign.lease_seconds}."
+    errors.update(weights_errors(campaign.priority_weights or {}, campaign.surface_thresholds or {}))
     try:
         campaign.full_clean()
     except ValidationError as exc:
@@ -77,6 +84,8 @@ def campaign_update(*, campaign: Campaign, **changes: Any) -> Campaign:
         setattr(campaign, field, value)
     with transaction.atomic():
         _validated(campaign).save()
+        if PRIORITY_SETTINGS & set(changes) and campaign.active_model_id is not None:
+            transaction.on_commit(lambda: campaign_work_send("priorities_refresh", campaign_id=campaign.pk))
     return campaign
 
 

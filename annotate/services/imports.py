@@ -26,6 +26,7 @@ from kombu.exceptions import OperationalError
 from annotate import clock
 from annotate.exceptions import ApplicationError, ImportRejectedError, NotFoundError
 from annotate.models import Campaign, Image, ImportJob, Item, Pair, PriorLabel, Response
+from annotate.services.model_runs import after_import
 from rewardlab.package.images import ImageInfo, ImageRejectedError, inspect_image
 from rewardlab.package.lines import ItemSpec, LineError, item_spec_parse
 from rewardlab.package.package import (
@@ -110,7 +111,8 @@ def import_package(
     """Import a .zip, folder or .jsonl package into a campaign, all or nothing.
 
     Raise ImportRejectedError listing each bad line (up to MAX_ERRORS) when anything is wrong; then
-    nothing, not even an image file, has been written. `on_progress` gets fractions from 0 to 1.
+    nothing, not even an image file, has been written. `on_progress` gets fractions from 0 to 1. After
+    the import, prior labels queue a retrain (`after_import`).
     """
     progress = _Progress(job=job, on_progress=on_progress)
     try:
@@ -126,6 +128,7 @@ def import_package(
         reason = "another import added some of these external_ids while this one ran; nothing was written"
         raise ImportRejectedError([{"line": None, "reason": reason}]) from exc
     progress(1.0)
+    after_import(campaign=campaign, priors=plan.priors)
     return ImportSummary(
         items=len(plan.image_shas),
         pairs=plan.pairs,

@@ -58,6 +58,7 @@ class Command(BaseCommand):
             write_package(SyntheticConfig(n_items=items, seed=0, prior_noise=0.2, gold_share=0.1), package)
             summary = import_package(campaign=campaign, path=package)
             self.stdout.write(f"Imported {summary.items} items and {summary.pairs} pairs into '{campaign.name}'.")
+            self.stdout.write("Queued the first model run: the worker trains a reward model on the prior labels.")
         self._print_logins()
 
     def _print_logins(self) -> None:

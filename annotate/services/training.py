@@ -1,0 +1,320 @@
+"""Running a reward-model run inside a worker: load the campaign's labels, train, score, switch models.
+
+The order is what keeps annotation safe: the new model's scores are written next to the old ones, and
+only then, in one short transaction, does the campaign's `active_model` point at the new run. Until that
+moment every page, endpoint and priority reads the previous model; a run that fails or is killed
+before it changes nothing. Priorities are recomputed after the switch, in batches that lock few rows.
+
+Workers import this module (it pulls in torch through `rewardlab`); the web process never does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+
+from annotate import clock
+from annotate.bulk import rows_insert
+from annotate.models import Annotation, Campaign, Item, ModelRun, Pair, PairScore, PriorLabel
+from annotate.services.model_runs import retrain_if_due, run_dir, run_files_delete, runs_prune
+from annotate.services.priorities import priorities_update
+from rewardlab import data as rl
+from rewardlab.artifacts import artifact_sha256
+from rewardlab.config import EncoderConfig, RunConfig, TrainConfig
+from rewardlab.pipeline import features_for, model_load, model_score, model_train
+from rewardlab.scoring import SCORE_FIELDS, Scores
+
+logger = logging.getLogger(__name__)
+
+# Errors that may pass (a database restart, a dropped connection): the task is retried with backoff.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+# Where each stage starts on the run's 0..1 progress bar; training takes most of it.
+STAGE_START = {"loading": 0.0, "embedding": 0.05, "training": 0.25, "scoring": 0.85, "prioritizing": 0.95}
+PROGRESS_STEP = 0.01
+
+
+class TransientRunError(Exception):
+    """The run met an error that may pass; it was put back in the queue to be tried again."""
+
+
+def device_default() -> str:
+    return settings.REWARDLAB_DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_config_for(campaign: Campaign, *, device: str) -> RunConfig:
+    """The reward model's settings for a campaign: encoders from the environment, margins per strength."""
+    encoders = EncoderConfig(
+        text=settings.REWARDLAB_TEXT_ENCODER or EncoderConfig.text,
+        image=settings.REWARDLAB_IMAGE_ENCODER or EncoderConfig.image,
+    )
+    scale = campaign.strength_scale
+    margins = tuple(round(float(m), 4) for m in np.linspace(0.0, 1.0, scale))
+    return RunConfig(encoders=encoders, train=TrainConfig(device=device, margins=margins, labels="all"))
+
+
+class StorageImages:
+    """Item images read from Django's storage by SHA-256, only when an encoder needs their bytes."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+
+    def read(self, key: str) -> bytes:
+        try:
+            with default_storage.open(self.names[key], "rb") as fp:
+                return fp.read()
+        except (KeyError, OSError) as exc:
+            raise rl.DataError(f"image {key[:12]}: cannot be read ({exc}).") from exc
+
+
+def campaign_dataset(campaign: Campaign, *, pairs: QuerySet[Pair] | None = None) -> tuple[rl.Dataset, np.ndarray]:
+    """Return the campaign (or the given pairs of it) as a rewardlab Dataset, and the Pair id of each pair.
+
+    Labels: each prior label, each human annotation and each gold answer, all in canonical a/b.
+    """
+    pairs = Pair.objects.filter(campaign=campaign) if pairs is None else pairs
+    pair_rows = list(
+        pairs.order_by("id").values_list(
+            "id", "item_id", "a__external_id", "a__text", "b__external_id", "b__text", "gold_answer"
+        )
+    )
+    item_rows = list(
+        Item.objects.filter(pk__in={row[1] for row in pair_rows})
+        .order_by("id")
+        .values_list("id", "external_id", "prompt", "image__sha256", "image__file", "facts", "meta")
+    )
+    item_index = {row[0]: index for index, row in enumerate(item_rows)}
+    pair_index = {row[0]: index for index, row in enumerate(pair_rows)}
+    labels = [
+        rl.Label(pair_index[pair_id], choice, strength, source)
+        for source, model in (("prior", PriorLabel), ("human", Annotation))
+        for pair_id, choice, strength in model.objects.filter(pair__in=pairs)
+        .order_by("id")
+        .values_list("pair_id", "more_hallucinated", "strength")
+    ]
+    labels += [rl.Label(index, row[6], None, "gold") for index, row in enumerate(pair_rows) if row[6]]
+    dataset = rl.Dataset(
+        items=[rl.Item(ext, prompt, sha, facts or {}, meta or {}) for _, ext, prompt, sha, _, facts, meta in item_rows],
+        pairs=[
+            rl.Pair(item_index[item_id], a_id, a_text, b_id, b_text)
+            for _, item_id, a_id, a_text, b_id, b_text, _ in pair_rows
+        ],
+        labels=labels,
+        images=StorageImages({row[3]: row[4] for row in item_rows}),
+    )
+    return dataset, np.array([row[0] for row in pair_rows], dtype=np.int64)
+
+
+def _reference_p(campaign: Campaign, pair_ids: np.ndarray) -> np.ndarray | None:
+    """The active model's `p_a_better` per pair, 0.5 (no opinion) for pairs it never scored; None before any."""
+    if campaign.active_model_id is None:
+        return None
+    known = dict(PairScore.objects.filter(run_id=campaign.active_model_id).values_list("pair_id", "p_a_better"))
+    if not known:
+        return None
+    return np.array([known.get(int(pair_id), 0.5) for pair_id in pair_ids], dtype=np.float32)
+
+
+class _RunReporter:
+    """Write a run's stage and progress to its row, at most once per PROGRESS_STEP, and keep a heartbeat.
+
+    The heartbeat comes from a thread, so a long step with no progress (embedding thousands of images)
+    never looks like a dead worker; the thread uses its own database connection and closes it.
+    """
+
+    def __init__(self, run: ModelRun) -> None:
+        self.run = run
+        self.reported = -1.0
+        self.stage = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run.pk}", daemon=True)
+
+    def __enter__(self) -> _RunReporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(settings.REWARDLAB_RUN_HEARTBEAT_SECONDS):
+                ModelRun.objects.filter(pk=self.run.pk, status=ModelRun.Status.RUNNING).update(heartbeat_at=clock.now())
+        finally:
+            connection.close()
+
+    def __call__(self, stage: str, fraction: float = 0.0) -> None:
+        stages = list(STAGE_START)
+        start = STAGE_START[stage]
+        end = STAGE_START[stages[stages.index(stage) + 1]] if stage != stages[-1] else 1.0
+        progress = round(start + (end - start) * min(max(fraction, 0.0), 1.0), 4)
+        if stage == self.stage and progress - self.reported < PROGRESS_STEP:
+            return
+        self.stage, self.reported = stage, progress
+        ModelRun.objects.filter(pk=self.run.pk, status=ModelRun.Status.RUNNING).update(
+            stage=stage, progress=progress, heartbeat_at=clock.now()
+        )
+
+
+def _claim(run_id: int, worker: str, device: str) -> ModelRun | None:
+    """Take a queued run for this worker; None when it is gone, finished, or another worker has it."""
+    now = clock.now()
+    claimed = ModelRun.objects.filter(pk=run_id, status=ModelRun.Status.QUEUED).update(
+        status=ModelRun.Status.RUNNING,
+        stage=ModelRun.Stage.LOADING,
+        progress=0.0,
+        worker=worker,
+        device=device,
+        started_at=now,
+        heartbeat_at=now,
+        error="",
+    )
+    return ModelRun.objects.select_related("campaign").get(pk=run_id) if claimed else None
+
+
+def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True) -> ModelRun | None:
+    """Train, evaluate and score a queued run, make it the campaign's model, then refresh priorities.
+
+    A transient error puts the run back in the queue and raises TransientRunError (when `may_retry`);
+    any other error fails the run with its reason, and the campaign keeps the model it had.
+    """
+    device = device_default()
+    run = _claim(run_id, worker, device)
+    if run is None:
+        logger.info("Model run %s is not queued any more; nothing to do.", run_id)
+        return None
+    try:
+        with _RunReporter(run) as report:
+            _train_and_activate(run, device=device, report=report)
+    except TRANSIENT_ERRORS as exc:
+        close_old_connections()
+        if may_retry:
+            _requeue(run, exc)
+            raise TransientRunError(str(exc)) from exc
+        _fail(run, exc)
+        raise
+    except BaseException as exc:  # SoftTimeLimitExceeded is a BaseException subclass in some Celery pools
+        _fail(run, exc)
+        raise
+    runs_prune(campaign=run.campaign)
+    retrain_if_due(campaign_id=run.campaign_id)
+    return run
+
+
+def _train_and_activate(run: ModelRun, *, device: str, report: Callable[[str, float], None]) -> None:
+    campaign = run.campaign
+    config = run_config_for(campaign, device=device)
+    ModelRun.objects.filter(pk=run.pk).update(config=config.to_dict())
+    dataset, pair_ids = campaign_dataset(campaign)
+    out = run_dir(run)
+    _, scores, metrics = model_train(
+        dataset,
+        config,
+        out=out,
+        cache_dir=settings.REWARDLAB_CACHE_DIR,
+        reference_p=_reference_p(campaign, pair_ids),
+        progress=False,
+        on_progress=report,
+    )
+    metrics["labels_at_request"] = run.labels_at_request
+    _scores_write(run, pair_ids, scores)
+    if not _activate(run, metrics=metrics, sha256=artifact_sha256(out), path=str(out)):
+        run_files_delete(run)
+        return
+    report("prioritizing", 0.0)
+    summary = priorities_update(campaign=Campaign.objects.get(pk=campaign.pk))
+    ModelRun.objects.filter(pk=run.pk).update(
+        status=ModelRun.Status.SUCCEEDED,
+        stage=ModelRun.Stage.DONE,
+        progress=1.0,
+        metrics={**metrics, "surfaced": summary},
+        finished_at=clock.now(),
+    )
+
+
+def _scores_write(run: ModelRun, pair_ids: np.ndarray, scores: Scores, *, replace: bool = True) -> None:
+    """Insert one PairScore per pair in bulk (COPY on PostgreSQL); a rerun first drops what it wrote."""
+    if replace:
+        PairScore.objects.filter(run=run).delete()
+    columns = {name: getattr(scores, name).astype(float) for name in SCORE_FIELDS}
+    noise = columns["noise_score"]
+    rows = (
+        (
+            run.pk,
+            int(pair_id),
+            *(None if name == "noise_score" and np.isnan(noise[i]) else columns[name][i] for name in SCORE_FIELDS),
+        )
+        for i, pair_id in enumerate(pair_ids)
+    )
+    rows_insert(PairScore, ("run_id", "pair_id", *SCORE_FIELDS), rows)
+    ModelRun.objects.filter(pk=run.pk).update(scored_at=clock.now())
+
+
+def _activate(run: ModelRun, *, metrics: dict, sha256: str, path: str) -> bool:
+    """Point the campaign at the run, in one transaction; False when the run was failed meanwhile."""
+    with transaction.atomic():
+        updated = ModelRun.objects.filter(pk=run.pk, status=ModelRun.Status.RUNNING).update(
+            metrics=metrics, artifact_path=path, artifact_sha256=sha256
+        )
+        if updated:
+            Campaign.objects.filter(pk=run.campaign_id).update(active_model=run)
+    return bool(updated)
+
+
+def _requeue(run: ModelRun, exc: BaseException) -> None:
+    ModelRun.objects.filter(pk=run.pk, status=ModelRun.Status.RUNNING).update(
+        status=ModelRun.Status.QUEUED, stage=ModelRun.Stage.QUEUED, progress=0.0, error=f"Retrying after: {exc}"
+    )
+
+
+def _fail(run: ModelRun, exc: BaseException) -> None:
+    """Fail the run with a reason a lead can act on; an already-active model stays active."""
+    reason = str(exc) or type(exc).__name__
+    active = Campaign.objects.filter(pk=run.campaign_id, active_model=run).exists()
+    status = ModelRun.Status.SUCCEEDED if active else ModelRun.Status.FAILED
+    prefix = "The model is active but priorities were not updated" if active else "The run failed"
+    ModelRun.objects.filter(pk=run.pk, status=ModelRun.Status.RUNNING).update(
+        status=status, error=f"{prefix}: {type(exc).__name__}: {reason}", finished_at=clock.now()
+    )
+    if not active:
+        run_files_delete(run)
+    logger.exception("Model run %s: %s", run.pk, reason)
+
+
+def scores_fill(*, campaign_id: int) -> int:
+    """Score, with the active model, the pairs it has no scores for (an import since); return how many.
+
+    A retrain scores every pair anyway, so nothing is done while one is queued or running.
+    """
+    campaign = Campaign.objects.select_related("active_model").get(pk=campaign_id)
+    run = campaign.active_model
+    busy = campaign.model_runs.filter(status__in=ModelRun.ACTIVE_STATUSES).exists()
+    if run is None or run.artifact_pruned or busy:
+        return 0
+    scored = PairScore.objects.filter(run=run, pair=OuterRef("pk"))
+    dataset, pair_ids = campaign_dataset(campaign, pairs=Pair.objects.filter(campaign=campaign).exclude(Exists(scored)))
+    if not len(pair_ids):
+        return 0
+    model, _ = model_load(run.artifact_path, device=device_default())
+    features = features_for(dataset, model.run, settings.REWARDLAB_CACHE_DIR, progress=False)
+    _scores_write(run, pair_ids, model_score(model, dataset, features), replace=False)
+    priorities_update(campaign=campaign)
+    return len(pair_ids)
+
+
+def campaign_embed(*, campaign_id: int) -> int:
+    """Encode the campaign's texts and images that are not cached yet, so the next retrain trains heads only."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    dataset, pair_ids = campaign_dataset(campaign)
+    features_for(
+        dataset, run_config_for(campaign, device=device_default()), settings.REWARDLAB_CACHE_DIR, progress=False
+    )
+    return len(pair_ids)

@@ -1,0 +1,56 @@
+"""A worker tells the database it is alive, which queues it reads and on what device it trains.
+
+Training goes to the `gpu` queue only while a GPU worker is seen (`training_queue`), and leads see
+the workers online beside their model runs. A worker that starts under the name of one that was
+running a model run was killed mid-run: that run is failed at once instead of waiting to go stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery.signals import worker_ready, worker_shutdown
+
+logger = logging.getLogger(__name__)
+
+SEEN_EVERY_SECONDS = 20
+_stop = threading.Event()
+
+
+def _record(hostname: str, queues: list[str], *, starting: bool) -> None:
+    from django.db import connection
+
+    from annotate.services.model_runs import worker_seen
+    from annotate.services.training import device_default
+
+    try:
+        worker_seen(hostname=hostname, queues=queues, device=device_default(), starting=starting)
+    except Exception:
+        logger.exception("Worker %s could not record that it is alive.", hostname)
+    finally:
+        connection.close()
+
+
+def _keep_seen(hostname: str, queues: list[str]) -> None:
+    while not _stop.wait(SEEN_EVERY_SECONDS):
+        _record(hostname, queues, starting=False)
+
+
+@worker_ready.connect
+def _on_ready(sender, **_: object) -> None:
+    hostname = sender.hostname
+    queues = sorted(queue.name for queue in sender.task_consumer.queues)
+    _record(hostname, queues, starting=True)
+    threading.Thread(target=_keep_seen, args=(hostname, queues), name="worker-presence", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _on_shutdown(sender, **_: object) -> None:
+    from annotate.models import Worker
+
+    _stop.set()
+    try:
+        Worker.objects.filter(hostname=sender.hostname).delete()
+    except Exception:
+        logger.exception("Worker %s could not record that it stopped.", sender.hostname)
