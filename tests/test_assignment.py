@@ -12,10 +12,10 @@ from django.db import connection
 
 from annotate import clock
 from annotate.exceptions import ConflictError
-from annotate.models import Annotation, Assignment, Pair
+from annotate.models import Annotation, Assignment, ModelRun, Pair
 from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.assignments import assignment_next, assignment_skip
-from annotate.services.campaigns import membership_set
+from annotate.services.campaigns import campaign_update, membership_set
 from tests.factories import make_pairs
 
 LABEL = LabelInput(more_hallucinated="b", strength=3)
@@ -37,6 +37,7 @@ def _label_everything(campaign, username: str, results: list, errors: list) -> N
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_annotators_never_exceed_overlap_or_repeat(campaign, make_user):
+    campaign_update(campaign=campaign, retrain_every=7)
     pairs = make_pairs(campaign, 30)
     annotators = [f"worker{n}" for n in range(12)]
     for username in annotators:
@@ -61,6 +62,9 @@ def test_concurrent_annotators_never_exceed_overlap_or_repeat(campaign, make_use
     assert len(set(results)) == len(results), "no annotator got the same pair twice"
     assert Annotation.objects.count() == campaign.overlap * len(pairs)
     assert not Pair.objects.filter(status=Pair.Status.OPEN).exists()
+    campaign.refresh_from_db()
+    assert campaign.human_labels == Annotation.objects.count(), "no label is lost from the retrain counter"
+    assert ModelRun.objects.filter(campaign=campaign).count() == 1, "racing triggers make one retrain, not several"
 
 
 @pytest.mark.django_db

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from annotate.models import ModelRun, Pair, PairScore
-from annotate.services.imports import import_package
-from annotate.services.model_runs import model_run_request, model_run_request_by_lead
-from annotate.services.training import model_run_execute
+import pytest
+from django.contrib.auth import get_user_model
+
+from annotate import clock
 from annotate.exceptions import ConflictError
+from annotate.models import Campaign, ModelRun, Pair, PairScore
+from annotate.services.annotations import LabelInput, annotation_submit
+from annotate.services.assignments import assignment_next
+from annotate.services.campaigns import campaign_update, membership_set
+from annotate.services.imports import import_package
+from annotate.services.model_runs import (
+    model_run_request,
+    model_run_request_by_lead,
+    retrain_if_due,
+    run_dir,
+    runs_prune,
+)
+from annotate.services.training import model_run_execute
 from rewardlab.synthetic import SyntheticConfig, write_package
+from tests.factories import make_pairs
 
 
 @pytest.fixture
@@ -40,3 +54,113 @@ def test_a_run_scores_every_pair_and_becomes_the_active_model(imported):
     assert len(run.artifact_sha256) == 64
     assert "labels" in run.metrics and "surfaced" in run.metrics
     assert Pair.objects.filter(campaign=imported).exclude(surfaced=[]).exists()
+
+
+def _succeeded_run(campaign, **fields) -> ModelRun:
+    run = ModelRun.objects.create(campaign=campaign, trigger="lead", status="succeeded", stage="done", **fields)
+    return run
+
+
+def test_a_run_whose_worker_went_silent_is_failed_when_the_next_is_asked_for(campaign, settings):
+    settings.REWARDLAB_RUN_STALE_SECONDS = 30
+    stale = clock.now() - timedelta(seconds=31)
+    dead = ModelRun.objects.create(
+        campaign=campaign, trigger="labels", status="running", worker="w1", heartbeat_at=stale
+    )
+    run, created = model_run_request(campaign=campaign, trigger="lead")
+    dead.refresh_from_db()
+    assert created and run.pk != dead.pk
+    assert dead.status == "failed" and "stopped responding" in dead.error
+
+
+def test_a_live_run_is_not_reaped(campaign, settings):
+    settings.REWARDLAB_RUN_STALE_SECONDS = 30
+    live = ModelRun.objects.create(
+        campaign=campaign, trigger="labels", status="running", worker="w1", heartbeat_at=clock.now()
+    )
+    run, created = model_run_request(campaign=campaign, trigger="lead")
+    assert run == live and not created
+
+
+def test_a_failing_run_keeps_the_previous_model_active(campaign):
+    """A campaign with pairs but no labels of any kind cannot train: the run fails and says why."""
+    make_pairs(campaign, 4)
+    previous = _succeeded_run(campaign)
+    Campaign.objects.filter(pk=campaign.pk).update(active_model=previous)
+    run, _ = model_run_request(campaign=campaign, trigger="lead")
+    with pytest.raises(ValueError, match="no 'all' labels"):
+        model_run_execute(run_id=run.pk, worker="here")
+    run.refresh_from_db()
+    campaign.refresh_from_db()
+    assert run.status == "failed" and "no 'all' labels" in run.error and run.finished_at
+    assert campaign.active_model == previous
+
+
+def test_a_run_that_is_no_longer_queued_is_left_alone(imported):
+    run = ModelRun.objects.get(campaign=imported)
+    ModelRun.objects.filter(pk=run.pk).update(status="failed")
+    assert model_run_execute(run_id=run.pk, worker="here") is None
+    assert not PairScore.objects.exists()
+
+
+def test_old_runs_are_pruned_but_keep_their_metrics(campaign, settings):
+    settings.REWARDLAB_KEEP_RUNS = 2
+    pairs = make_pairs(campaign, 2)
+    runs = [_succeeded_run(campaign, metrics={"labels": {"accuracy": 0.5 + i / 10}}) for i in range(4)]
+    for run in runs:
+        run_dir(run).mkdir(parents=True)
+        PairScore.objects.bulk_create(
+            PairScore(run=run, pair=pair, p_a_better=0.5, entropy=1, mutual_info=0, text_only_p_a_better=0.5,
+                      shortcut_score=0.5, weight=1)
+            for pair in pairs
+        )  # fmt: skip
+    Campaign.objects.filter(pk=campaign.pk).update(active_model=runs[0])
+    campaign.refresh_from_db()
+    assert runs_prune(campaign=campaign) == 1
+    kept = {run.pk for run in runs if run_dir(run).is_dir()}
+    assert kept == {runs[0].pk, runs[2].pk, runs[3].pk}  # the active one and the last two
+    assert set(PairScore.objects.values_list("run_id", flat=True)) == kept
+    assert ModelRun.objects.get(pk=runs[1].pk).metrics["labels"]["accuracy"] == 0.6
+
+
+def test_labels_at_the_retrain_threshold_queue_a_run(campaign, make_user):
+    campaign_update(campaign=campaign, retrain_every=2)
+    make_pairs(campaign, 3)
+    ann1 = get_user_model().objects.get(username="ann1")
+    label = LabelInput(more_hallucinated="a", strength=2)
+    for _ in range(2):
+        lease = assignment_next(campaign=campaign, annotator=ann1)
+        annotation_submit(assignment_id=lease.assignment.pk, annotator=ann1, label=label)
+        retrain_if_due(campaign_id=campaign.pk)  # what the submit's on_commit hook calls
+    run = ModelRun.objects.get(campaign=campaign)
+    assert run.trigger == "labels" and run.labels_at_request == 2
+    campaign.refresh_from_db()
+    assert campaign.human_labels == campaign.labels_at_last_request == 2
+
+
+def test_suspected_noise_is_shown_in_both_orders(campaign, make_user):
+    (pair,) = make_pairs(campaign, 1)
+    Pair.objects.filter(pk=pair.pk).update(surfaced=["suspected_noise"], needed_labels=4)
+    lefts = []
+    for n in range(4):
+        user = make_user(f"re{n}")
+        membership_set(campaign=campaign, username=user.username, role="annotator")
+        lefts.append(assignment_next(campaign=campaign, annotator=user).assignment.left)
+    assert sorted(lefts) == ["a", "a", "b", "b"]
+
+
+def test_noise_in_prior_labels_ranks_high_on_noise_score(campaign, tmp_path):
+    """DESIGN.md's DT2IT step, loosely: the flipped priors gather at the top of noise_score.
+
+    bench/loop_latency.py reports the same measure on larger campaigns; here 300 scenes keep it quick.
+    """
+    package = write_package(SyntheticConfig(n_items=300, seed=21, prior_noise=0.2), tmp_path / "noisy.zip")
+    import_package(campaign=campaign, path=package)
+    run = ModelRun.objects.get(campaign=campaign)
+    model_run_execute(run_id=run.pk, worker="here")
+    rows = PairScore.objects.filter(run=run).values_list("noise_score", "pair__item__meta")
+    ranked = sorted(rows, key=lambda row: -row[0])
+    flipped = sum(meta["prior_flipped"] for _, meta in rows)
+    top = sum(meta["prior_flipped"] for _, meta in ranked[: len(ranked) // 4])
+    assert flipped > 30
+    assert top / flipped >= 0.5

@@ -4,7 +4,7 @@ A campaign has at most one queued or running run (a database constraint, so two 
 make two). Runs are asked for every `retrain_every` human labels, by a lead, or after an import that
 brings prior labels. The row is written before anything is sent to the broker, so a label saved while
 the broker is down still leaves its retrain queued: `runs_dispatch_pending` sends it once the broker is
-back (the next label, a worker starting, or `manage.py dispatch_pending`). A worker that dies mid-run
+back (the next label, or any live worker's next beat, `workers.presence`). A worker that dies mid-run
 stops writing heartbeats; `runs_reap_dead` marks its run failed, and the campaign keeps the model it had.
 """
 
@@ -218,7 +218,6 @@ def worker_seen(*, hostname: str, queues: list[str], device: str, starting: bool
     )
     if starting:
         runs_fail_of_restarted_worker(hostname=hostname)
-        runs_dispatch_pending()
 
 
 def workers_online() -> list[Worker]:
