@@ -150,7 +150,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "annotate.api.pagination.PagePagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "annotate.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "annotate.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("REWARDLAB_AUTH_THROTTLE", "30/min")},
 }
@@ -164,6 +164,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets used by several fields, or several choice sets under one field name, get one clear name each.
+    "ENUM_NAME_OVERRIDES": {
+        "SideEnum": "annotate.models.Side",
+        "CampaignStatusEnum": "annotate.models.Campaign.Status",
+        "JobStatusEnum": "annotate.models.ModelRun.Status",  # import jobs share it
+    },
 }
 
 CACHES = {

@@ -6,14 +6,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from annotate.models import ImportJob
+from annotate.models import ImportJob, ModelRun
 from annotate.services.assignments import assignment_next
 from tests.factories import make_pairs
 
 ROLES = ("anonymous", "ann1", "res", "lead", "otherlead", "staff")
 DENIED = {401, 403, 404}
 
-# (method, path, allowed roles). {c} is the campaign, {job} an import job, {asg} ann1's assignment.
+# (method, path, allowed roles). {c} is the campaign, {job} an import job, {asg} ann1's assignment, {run} a model run.
 MATRIX = [
     ("get", "/api/v1/campaigns/", {"ann1", "res", "lead", "otherlead", "staff"}),
     ("post", "/api/v1/campaigns/", {"staff"}),
@@ -29,6 +29,9 @@ MATRIX = [
     ("post", "/api/v1/assignments/{asg}/skip/", {"ann1"}),
     ("get", "/api/v1/campaigns/{c}/pairs/", {"res", "lead", "staff"}),
     ("get", "/api/v1/campaigns/{c}/annotations/", {"res", "lead", "staff"}),
+    ("get", "/api/v1/campaigns/{c}/models/", {"lead", "staff"}),
+    ("post", "/api/v1/campaigns/{c}/models/", {"lead", "staff"}),
+    ("get", "/api/v1/models/{run}/", {"res", "lead", "staff"}),
     ("post", "/api/v1/users/", {"staff"}),
 ]
 
@@ -49,7 +52,8 @@ def world(campaign, make_user):
     ann1 = get_user_model().objects.get(username="ann1")
     assignment = assignment_next(campaign=campaign, annotator=ann1).assignment
     job = ImportJob.objects.create(campaign=campaign, filename="x.zip", status="failed")
-    return {"c": campaign.pk, "job": job.pk, "asg": assignment.pk}
+    run = ModelRun.objects.create(campaign=campaign, trigger="labels", status="succeeded")
+    return {"c": campaign.pk, "job": job.pk, "asg": assignment.pk, "run": run.pk}
 
 
 def _client(role: str, api_as) -> APIClient:
@@ -74,7 +78,9 @@ def test_endpoint_refuses_roles_that_must_not_use_it(world, api_as, method, path
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("method,path", [(m, p) for m, p, _ in MATRIX if "{c}" in p or "{job}" in p])
+@pytest.mark.parametrize(
+    "method,path", [(m, p) for m, p, _ in MATRIX if any(k in p for k in ("{c}", "{job}", "{run}"))]
+)
 def test_other_campaigns_ids_answer_404(world, api_as, method, path):
     response = getattr(api_as("otherlead"), method)(path.format(**world), BODIES.get(path, {}), format="json")
     assert response.status_code == 404
@@ -85,3 +91,4 @@ def test_other_campaigns_ids_answer_404(world, api_as, method, path):
 def test_missing_ids_answer_404_like_forbidden_ones(world, api_as):
     assert api_as("otherlead").get("/api/v1/campaigns/999999/").status_code == 404
     assert api_as("lead").get("/api/v1/imports/999999/").status_code == 404
+    assert api_as("lead").get("/api/v1/models/999999/").status_code == 404

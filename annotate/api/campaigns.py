@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import access
-from annotate.api.pagination import paginated
+from annotate.api.pagination import PagePagination, paginated
 from annotate.api.permissions import StaffMayWrite
 from annotate.api.serializers import CampaignOutput, MembershipOutput
 from annotate.models import Campaign, Membership
@@ -33,6 +33,7 @@ class CampaignSettingsInput(serializers.Serializer):
     retrain_every = serializers.IntegerField(min_value=1, required=False)
     max_extra_labels = serializers.IntegerField(min_value=0, max_value=10, required=False)
     priority_weights = serializers.DictField(child=serializers.FloatField(), required=False)
+    surface_thresholds = serializers.DictField(child=serializers.FloatField(), required=False)
 
 
 class CampaignCreateInput(CampaignSettingsInput):
@@ -48,6 +49,7 @@ def _campaign_response(campaign: Campaign, request, *, code: int = status.HTTP_2
 class CampaignsApi(APIView):
     """GET lists the user's campaigns; POST (staff) creates one, its creator becoming lead."""
 
+    pagination_class = PagePagination
     permission_classes = [IsAuthenticated, StaffMayWrite]
 
     @extend_schema(responses={200: CampaignOutput(many=True)}, operation_id="campaigns_list")
@@ -88,6 +90,8 @@ class CampaignDetailApi(APIView):
 
 class CampaignMembersApi(APIView):
     """GET the members (lead); POST adds a user with a role or changes their role (lead)."""
+
+    pagination_class = PagePagination
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import access
-from annotate.api.pagination import paginated
+from annotate.api.pagination import PagePagination, paginated
 from annotate.api.serializers import ImportJobOutput
 from annotate.services.imports import import_job_create
 
@@ -17,6 +17,7 @@ from annotate.services.imports import import_job_create
 class CampaignImportsApi(APIView):
     """GET the campaign's import jobs; POST a package (.zip or .jsonl) to import it in the background."""
 
+    pagination_class = PagePagination
     parser_classes = [MultiPartParser]
 
     class InputSerializer(serializers.Serializer):

@@ -110,6 +110,8 @@ class AssignmentSkipApi(APIView):
 class CampaignAnnotationsApi(APIView):
     """Every human label of the campaign (leads, researchers), oldest first, cursor-paginated."""
 
+    pagination_class = IdCursorPagination
+
     @extend_schema(responses={200: AnnotationOutput(many=True)})
     def get(self, request, campaign_id: int):
         campaign = access.campaign_for(request.user, campaign_id, access.READ_DATA)
@@ -118,5 +120,4 @@ class CampaignAnnotationsApi(APIView):
             request=request,
             queryset=annotation_list(campaign=campaign),
             serializer_class=AnnotationOutput,
-            pagination_class=IdCursorPagination,
         )

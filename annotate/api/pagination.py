@@ -21,8 +21,11 @@ class IdCursorPagination(CursorPagination):
     max_page_size = 5000
 
 
-def paginated(*, view, request, queryset, serializer_class, pagination_class=PagePagination, context=None):
-    """Return the paginated response of one page of `queryset`, serialized with `serializer_class`."""
-    paginator = pagination_class()
+def paginated(*, view, request, queryset, serializer_class, context=None):
+    """Return the paginated response of one page of `queryset`, serialized with `serializer_class`.
+
+    The paginator is the view's `pagination_class`, where drf-spectacular also reads it to document the page.
+    """
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True, context=context or {}).data)

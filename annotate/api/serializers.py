@@ -6,10 +6,11 @@ the campaign shows them, and never gold, label counts, consensus, priority, surf
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from annotate.models import Campaign, ImportJob, Membership, Pair
-from annotate.selectors import majority_consensus
+from annotate.models import Campaign, ImportJob, Membership, ModelRun, Pair, PairScore
+from annotate.selectors import majority_consensus, pair_active_score
 from annotate.views.images import image_url
 
 # Fields only leads and researchers see on a pair (API.md: "an annotator never sees ...").
@@ -39,6 +40,20 @@ class ConsensusOutput(serializers.Serializer):
     agreement = serializers.FloatField()
 
 
+class PairScoreOutput(serializers.ModelSerializer):
+    """The active model's scores of a pair (API.md, "Model scores on a pair"); `model` is the run's id."""
+
+    model = serializers.IntegerField(source="run_id")
+
+    class Meta:
+        model = PairScore
+        fields = [
+            "p_a_better", "entropy", "mutual_info", "text_only_p_a_better", "shortcut_score", "noise_score",
+            "weight", "model",
+        ]  # fmt: skip
+        read_only_fields = fields  # an output: every field is always present, so the schema marks it required
+
+
 class PairOutput(serializers.Serializer):
     """A pair; `context={"annotator_view": True, "show_facts": ...}` trims it to what an annotator may see."""
 
@@ -54,12 +69,15 @@ class PairOutput(serializers.Serializer):
     surfaced = serializers.ListField(child=serializers.CharField())
     score = serializers.SerializerMethodField()
 
-    def get_consensus(self, pair: Pair) -> ConsensusOutput | None:
+    @extend_schema_field(ConsensusOutput(allow_null=True))
+    def get_consensus(self, pair: Pair) -> dict | None:
         return majority_consensus(pair.annotations.all())
 
+    @extend_schema_field(PairScoreOutput(allow_null=True))
     def get_score(self, pair: Pair) -> dict | None:
-        # Model scores arrive with the reward-model loop; until a run has scored a pair it has none.
-        return None
+        # Read from `pair_list`'s prefetch, so a page of pairs costs no query per pair; null before the first run.
+        score = pair_active_score(pair)
+        return None if score is None else PairScoreOutput(score).data
 
     def get_fields(self) -> dict:
         fields = super().get_fields()
@@ -84,7 +102,8 @@ class CampaignOutput(serializers.ModelSerializer):
         fields = [
             "id", "name", "instructions", "status", "overlap", "strength_scale", "strength_labels",
             "show_facts", "gold_share", "rationale_required", "lease_seconds", "retrain_every",
-            "max_extra_labels", "priority_weights", "created_at", "role", "counts",
+            "max_extra_labels", "priority_weights", "surface_thresholds", "active_model", "created_at", "role",
+            "counts",
         ]  # fmt: skip
 
     def get_role(self, campaign: Campaign) -> str | None:
@@ -111,3 +130,22 @@ class ImportJobOutput(serializers.ModelSerializer):
             "id", "campaign", "filename", "status", "progress", "lines_total", "items_created",
             "pairs_created", "errors", "created_at", "finished_at",
         ]  # fmt: skip
+
+
+class ModelRunOutput(serializers.ModelSerializer):
+    """A reward-model run; `context={"active_model_id": ...}` tells which run is the campaign's model now."""
+
+    requested_by = serializers.CharField(source="requested_by.username", allow_null=True)
+    is_active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelRun
+        fields = [
+            "id", "campaign", "status", "stage", "progress", "trigger", "requested_by", "labels_at_request",
+            "queue", "worker", "device", "error", "metrics", "artifact_sha256", "is_active", "created_at",
+            "started_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_is_active(self, run: ModelRun) -> bool:
+        return run.pk == self.context["active_model_id"]
