@@ -67,16 +67,16 @@ def log(message: str) -> None:
 # Database
 
 
-def bench_database_url(server_url: str) -> str:
+def bench_database_url(server_url: str, name: str = BENCH_DB_NAME) -> str:
     """Return DATABASE_URL with its database name replaced by the bench's own; refuse anything but PostgreSQL."""
     parts = urlsplit(server_url)
     if not parts.scheme.startswith("postgres"):
-        raise SystemExit(f"bench/web.py needs a PostgreSQL DATABASE_URL (it measures row locks), not {parts.scheme!r}")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB_NAME}"))
+        raise SystemExit(f"the benches need a PostgreSQL DATABASE_URL (they measure row locks), not {parts.scheme!r}")
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def recreate_database(url: str) -> str:
-    """Drop and create the bench database through the server's `postgres` database; return the server version."""
+    """Drop and create the database `url` names through the server's `postgres` database; return the server version."""
     import psycopg
     from psycopg import sql
 
@@ -90,7 +90,7 @@ def recreate_database(url: str) -> str:
     if parts.password:
         conninfo["password"] = parts.password
     with psycopg.connect(**conninfo, autocommit=True) as conn:
-        name = sql.Identifier(BENCH_DB_NAME)
+        name = sql.Identifier(parts.path.lstrip("/"))
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
         return conn.execute("SHOW server_version").fetchone()[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
 
 import numpy as np
 import torch
@@ -133,6 +133,8 @@ class _RunReporter:
         self.run = run
         self.reported = -1.0
         self.stage = ""
+        self.seconds: dict[str, float] = {}  # wall time per stage, kept in the run's metrics
+        self._stage_began = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run.pk}", daemon=True)
 
@@ -143,6 +145,17 @@ class _RunReporter:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def _close_stage(self) -> None:
+        now = time.perf_counter()
+        if self.stage:
+            self.seconds[self.stage] = round(self.seconds.get(self.stage, 0.0) + now - self._stage_began, 3)
+        self._stage_began = now
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds spent in each stage so far, the current one included."""
+        self._close_stage()
+        return dict(self.seconds)
 
     def _beat(self) -> None:
         try:
@@ -158,6 +171,8 @@ class _RunReporter:
         progress = round(start + (end - start) * min(max(fraction, 0.0), 1.0), 4)
         if stage == self.stage and progress - self.reported < PROGRESS_STEP:
             return
+        if stage != self.stage:
+            self._close_stage()
         self.stage, self.reported = stage, progress
         ModelRun.objects.filter(pk=self.run.pk, status=ModelRun.Status.RUNNING).update(
             stage=stage, progress=progress, heartbeat_at=clock.now()
@@ -209,7 +224,8 @@ def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True) -> Mo
     return run
 
 
-def _train_and_activate(run: ModelRun, *, device: str, report: Callable[[str, float], None]) -> None:
+def _train_and_activate(run: ModelRun, *, device: str, report: _RunReporter) -> None:
+    report("loading", 0.0)
     campaign = run.campaign
     config = run_config_for(campaign, device=device)
     ModelRun.objects.filter(pk=run.pk).update(config=config.to_dict())
@@ -235,7 +251,7 @@ def _train_and_activate(run: ModelRun, *, device: str, report: Callable[[str, fl
         status=ModelRun.Status.SUCCEEDED,
         stage=ModelRun.Stage.DONE,
         progress=1.0,
-        metrics={**metrics, "surfaced": summary},
+        metrics={**metrics, "surfaced": summary, "stage_seconds": report.stage_seconds()},
         finished_at=clock.now(),
     )
 
