@@ -29,7 +29,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     # Nothing is ever downloaded at run time (API.md): encoders load from local paths or installed packages.
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
-    MEDIA_ROOT=/data/media
+    MEDIA_ROOT=/data/media \
+    REWARDLAB_MODEL_DIR=/data/models \
+    REWARDLAB_CACHE_DIR=/cache
 
 WORKDIR /app
 
@@ -49,10 +51,10 @@ COPY --from=assets /src/node_modules ./node_modules
 RUN pip install --no-deps . \
     && python manage.py collectstatic --noinput -v 0
 
-# Run as a user that owns only what it must write: the media folder (a volume) and var/.
+# Run as a user that owns only what it must write: media and models (a volume), the embedding cache and var/.
 RUN useradd --create-home --uid 10001 rewardlab \
-    && mkdir -p /data/media /app/var \
-    && chown -R rewardlab:rewardlab /data/media /app/var
+    && mkdir -p /data/media /data/models /cache /app/var \
+    && chown -R rewardlab:rewardlab /data /cache /app/var
 USER rewardlab
 
 EXPOSE 8000
