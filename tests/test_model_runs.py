@@ -6,13 +6,15 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import OperationalError
 
 from annotate import clock
 from annotate.exceptions import ConflictError
-from annotate.models import Campaign, ModelRun, Pair, PairScore
+from annotate.models import Campaign, ModelRun, Pair, PairScore, Worker
+from annotate.services import training
 from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.assignments import assignment_next
-from annotate.services.campaigns import campaign_update, membership_set
+from annotate.services.campaigns import campaign_create, campaign_update, membership_set
 from annotate.services.imports import import_package
 from annotate.services.model_runs import (
     model_run_request,
@@ -20,8 +22,10 @@ from annotate.services.model_runs import (
     retrain_if_due,
     run_dir,
     runs_prune,
+    training_queue,
+    worker_seen,
 )
-from annotate.services.training import model_run_execute
+from annotate.services.training import TransientRunError, model_run_execute
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.factories import make_pairs
 
@@ -164,3 +168,53 @@ def test_noise_in_prior_labels_ranks_high_on_noise_score(campaign, tmp_path):
     top = sum(meta["prior_flipped"] for _, meta in ranked[: len(ranked) // 4])
     assert flipped > 30
     assert top / flipped >= 0.5
+
+
+def _worker(hostname: str, device: str, queues: list[str], seen_seconds_ago: float = 0) -> Worker:
+    seen = clock.now() - timedelta(seconds=seen_seconds_ago)
+    return Worker.objects.create(hostname=hostname, device=device, queues=queues, started_at=seen, seen_at=seen)
+
+
+@pytest.mark.django_db
+def test_training_goes_to_gpu_only_while_a_gpu_worker_listens():
+    assert training_queue() == "cpu"
+    _worker("cpu-1", "cpu", ["cpu", "gpu"])
+    assert training_queue() == "cpu"  # a CPU worker reading the gpu queue is no GPU
+    _worker("gpu-gone", "cuda", ["gpu"], seen_seconds_ago=600)
+    assert training_queue() == "cpu"
+    _worker("gpu-1", "cuda", ["gpu"])
+    assert training_queue() == "gpu"
+
+
+def test_a_restarted_worker_fails_the_runs_it_was_running(campaign):
+    run = ModelRun.objects.create(
+        campaign=campaign, trigger="lead", status="running", worker="w@host", heartbeat_at=clock.now()
+    )
+    elsewhere = campaign_create(created_by=campaign.created_by, name="Elsewhere")
+    other = ModelRun.objects.create(campaign=elsewhere, trigger="lead", status="running", worker="x@host")
+    worker_seen(hostname="w@host", queues=["cpu"], device="cpu", starting=True)
+    run.refresh_from_db()
+    other.refresh_from_db()
+    assert run.status == "failed" and "restarted" in run.error
+    assert other.status == "running"
+    assert Worker.objects.get(hostname="w@host").queues == ["cpu"]
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # the worker code closes a connection that failed; a test transaction would go with it
+def test_a_transient_database_error_puts_the_run_back_in_the_queue(imported, monkeypatch):
+    run = ModelRun.objects.get(campaign=imported)
+
+    def database_gone(campaign, **_):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(training, "campaign_dataset", database_gone)
+    with pytest.raises(TransientRunError):
+        model_run_execute(run_id=run.pk, worker="here")
+    run.refresh_from_db()
+    assert run.status == "queued" and "Retrying" in run.error
+    with pytest.raises(OperationalError):
+        model_run_execute(run_id=run.pk, worker="here", may_retry=False)
+    run.refresh_from_db()
+    assert run.status == "failed"
