@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 
 from annotate import access
 from annotate.exceptions import NotFoundError
-from annotate.models import Annotation, Assignment, Campaign, Choice, Membership, ModelRun, Pair, PairScore
+from annotate.models import Annotation, Assignment, Campaign, Choice, Membership, ModelRun, Pair, PairScore, PriorLabel
 
 PREFERENCE = {Choice.A, Choice.B}
 
@@ -59,7 +59,8 @@ def pair_list(
     if surfaced == ANY_REASON:
         qs = qs.exclude(surfaced=[])
     elif surfaced:
-        qs = qs.filter(surfaced__contains=[surfaced])
+        # The JSON text holds each reason in quotes; unlike `contains`, this lookup also works on SQLite (the demo).
+        qs = qs.filter(surfaced__icontains=f'"{surfaced}"')
     if gold is not None:
         qs = qs.exclude(gold_answer="") if gold else qs.filter(gold_answer="")
     if min_entropy is not None:
@@ -219,3 +220,136 @@ def assignment_of_annotator(*, assignment_id: int, campaign: Campaign, annotator
     if assignment is None:
         raise NotFoundError(f"No assignment {assignment_id} of yours in campaign {campaign.pk}.")
     return assignment
+
+
+# The lead's model pages: the active model's numbers and the pairs it surfaced -----------------------
+
+
+@dataclass(frozen=True)
+class QtypeAccuracy:
+    """Held-out accuracy on one question type: shortcut-prone types (existence, counting) stand out here."""
+
+    name: str
+    accuracy: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The active model's held-out numbers as the model page shows them; a metric not recorded is None."""
+
+    run: ModelRun
+    accuracy: float | None
+    ece: float | None
+    log_loss: float | None
+    text_only_accuracy: float | None
+    held_out_n: int | None
+    gold_accuracy: float | None
+    gold_n: int | None
+    by_qtype: list[QtypeAccuracy]
+    calibration: list[dict]
+    surfaced: list[tuple[str, int]]
+    surfaced_total: int | None
+    reopened: int | None
+
+
+# Keys of `metrics["surfaced"]` that are totals, not reasons (services.priorities.priorities_update).
+SURFACED_TOTALS = ("surfaced", "reopened")
+
+
+def model_card(campaign: Campaign) -> ModelCard | None:
+    """Return the campaign's active model with its metrics unpacked, or None before the first good run.
+
+    Metrics are JSON written by the worker and older runs may lack newer keys, so every read has a default.
+    """
+    if campaign.active_model_id is None:
+        return None
+    run = ModelRun.objects.select_related("requested_by").filter(pk=campaign.active_model_id).first()
+    if run is None:
+        return None
+    held_out = run.metrics.get("labels") or {}
+    gold = run.metrics.get("gold") or {}
+    surfaced = run.metrics.get("surfaced") or {}
+    return ModelCard(
+        run=run,
+        accuracy=held_out.get("accuracy"),
+        ece=held_out.get("ece"),
+        log_loss=held_out.get("log_loss"),
+        text_only_accuracy=held_out.get("text_only_accuracy"),
+        held_out_n=held_out.get("n"),
+        gold_accuracy=gold.get("accuracy"),
+        gold_n=gold.get("n"),
+        by_qtype=[
+            QtypeAccuracy(name=name, accuracy=values.get("accuracy"), n=values.get("n", 0))
+            for name, values in sorted((held_out.get("accuracy_by_qtype") or {}).items())
+        ],
+        calibration=list(held_out.get("calibration") or []),
+        surfaced=[(reason, n) for reason, n in surfaced.items() if reason not in SURFACED_TOTALS],
+        surfaced_total=surfaced.get("surfaced"),
+        reopened=surfaced.get("reopened"),
+    )
+
+
+def model_run_live(campaign: Campaign) -> ModelRun | None:
+    """Return the campaign's queued or running run (there is at most one), with who asked for it."""
+    return model_runs_of(campaign).filter(status__in=ModelRun.ACTIVE_STATUSES).first()
+
+
+def surfaced_pairs(*, campaign: Campaign, reason: str = "") -> QuerySet[Pair]:
+    """Return the pairs the model surfaced (for one reason, or any), most urgent first, with prior labels.
+
+    Built on `pair_list`, so labels and the active model's scores come prefetched: a page of rows costs a
+    fixed number of queries whatever its length.
+    """
+    return (
+        pair_list(campaign=campaign, surfaced=reason or ANY_REASON)
+        .prefetch_related("prior_labels")
+        .order_by("-priority", "id")
+    )
+
+
+@dataclass(frozen=True)
+class PairReview:
+    """One surfaced pair as a lead reviews it: the model's scores beside what humans (and priors) said."""
+
+    pair: Pair
+    score: PairScore | None
+    votes: list[tuple[str, int]]  # (choice, how many humans said it is more hallucinated), in Choice order
+    consensus: dict | None
+    priors: list[PriorLabel]
+    model_more_hallucinated: str | None  # the side the model finds worse; None when it cannot tell
+
+    @property
+    def model_agrees(self) -> bool | None:
+        """Tell whether the model's side matches the human majority; None when either has no side."""
+        human = (self.consensus or {}).get("more_hallucinated")
+        if human not in PREFERENCE or self.model_more_hallucinated is None:
+            return None
+        return human == self.model_more_hallucinated
+
+
+def _model_side(score: PairScore | None) -> str | None:
+    """Return the side the model thinks more hallucinated: p_a_better is the chance that a is the better one."""
+    if score is None or score.p_a_better == 0.5:
+        return None
+    return Choice.B if score.p_a_better > 0.5 else Choice.A
+
+
+def pair_reviews(pairs: Iterable[Pair]) -> list[PairReview]:
+    """Return a review row per pair of `surfaced_pairs`, reading only what it prefetched."""
+    rows = []
+    for pair in pairs:
+        labels = list(pair.annotations.all())
+        counts = Counter(label.more_hallucinated for label in labels)
+        score = pair_active_score(pair)
+        rows.append(
+            PairReview(
+                pair=pair,
+                score=score,
+                votes=[(choice.value, counts[choice.value]) for choice in Choice],
+                consensus=majority_consensus(labels),
+                priors=list(pair.prior_labels.all()),
+                model_more_hallucinated=_model_side(score),
+            )
+        )
+    return rows

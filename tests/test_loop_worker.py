@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotate.models import Campaign, ModelRun, Pair, PairScore
+from annotate.models import Campaign, ModelRun, Pair, PairScore, Worker
 from annotate.services.campaigns import campaign_update, membership_set
 from annotate.services.model_runs import model_run_request_by_lead
 from rewardlab.synthetic import SyntheticConfig, write_package
@@ -136,11 +136,10 @@ def test_a_worker_killed_mid_training_leaves_the_old_model_and_the_next_run_succ
 @contextmanager
 def broker_unreachable():
     """Point this process's Celery producer at a port nothing listens on; the worker keeps the real broker."""
-    original = app.conf.broker_url
 
-    def reconnect(url: str) -> None:
-        app.conf.broker_url = url
-        app.pool.force_close_all()
+    def reconnect(url: str | None) -> None:
+        # kombu keeps one pool per broker URL; forgetting the app's pools makes it fetch the one for `url`.
+        app.conf.broker_write_url = url
         app._pool = None
         app.amqp._producer_pool = None
 
@@ -148,7 +147,7 @@ def broker_unreachable():
     try:
         yield
     finally:
-        reconnect(original)
+        reconnect(None)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -156,6 +155,8 @@ def test_labels_saved_while_the_broker_is_down_still_get_their_retrain(campaign,
     campaign_update(campaign=campaign, retrain_every=1)
     make_pairs(campaign, 3)
     annotator = api_as("ann1")
+    # A live worker also sends unsent runs on its beat (every 20 s); start right after its first one.
+    wait_for(lambda: Worker.objects.exists(), what="the worker to say it is alive")
     with broker_unreachable():
         assert _label(annotator, campaign, "a") is not None  # saved, 201, although no task could be sent
     run = ModelRun.objects.get(campaign=campaign)

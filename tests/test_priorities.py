@@ -56,11 +56,11 @@ def test_thresholds_and_the_share_cap_come_from_the_campaign():
 
 def test_weights_order_the_pairs_that_are_not_surfaced():
     calm = _signals(entropy=np.array([0.2, 0.4, 0.3, 0.1]), noise=np.array([0.6, 0.1, NAN, NAN]), agreement=np.ones(4))
-    by_noise = priorities_compute(calm, weights={"entropy": 0, "noise": 1, "mutual_info": 0, "coverage": 0,
-                                               "shortcut": 0, "disagreement": 0}, thresholds={}, max_needed=5)  # fmt: skip
+    only_noise = dict.fromkeys(["entropy", "mutual_info", "coverage", "shortcut", "disagreement"], 0.0) | {"noise": 1.0}
+    by_noise = priorities_compute(calm, weights=only_noise, thresholds={}, max_needed=5)
     assert int(np.argmax(by_noise.priority)) == 0
-    by_entropy = priorities_compute(calm, weights={"noise": 0, "mutual_info": 0, "coverage": 0, "shortcut": 0},
-                                    thresholds={}, max_needed=5)  # fmt: skip
+    no_noise = {"noise": 0.0, "mutual_info": 0.0, "coverage": 0.0, "shortcut": 0.0}
+    by_entropy = priorities_compute(calm, weights=no_noise, thresholds={}, max_needed=5)
     assert int(np.argmax(by_entropy.priority)) == 1
 
 

@@ -101,8 +101,8 @@ def _needs_sending(run: ModelRun) -> bool:
 def training_queue() -> str:
     """Send training to `gpu` when a worker with a GPU listens there; otherwise to `cpu`."""
     recent = clock.now() - timedelta(seconds=WORKER_SEEN_SECONDS)
-    gpu_workers = Worker.objects.filter(seen_at__gte=recent, device__startswith="cuda", queues__contains=[GPU_QUEUE])
-    return GPU_QUEUE if gpu_workers.exists() else CPU_QUEUE
+    gpu_workers = Worker.objects.filter(seen_at__gte=recent, device__startswith="cuda").values_list("queues", flat=True)
+    return GPU_QUEUE if any(GPU_QUEUE in queues for queues in gpu_workers) else CPU_QUEUE
 
 
 def _dispatch(run: ModelRun) -> bool:

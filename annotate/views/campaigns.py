@@ -13,5 +13,5 @@ from annotate.views.auth import login_required
 @require_safe
 @login_required
 def campaign_list(request: HttpRequest) -> TemplateResponse:
-    """List the user's campaigns: a Label button for annotators, Import data for leads."""
+    """List the user's campaigns: Label for annotators, Import data for leads, model pages for leads and researchers."""
     return TemplateResponse(request, "campaigns/list.html", {"rows": campaign_rows(request.user)})

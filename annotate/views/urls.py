@@ -1,10 +1,13 @@
-"""The pages: sign in, campaigns, labeling, imports and item images (the REST API is under /api/)."""
+"""The pages: sign in, campaigns, labeling, imports, the reward model, surfaced pairs and item images.
+
+The REST API is under /api/.
+"""
 
 from __future__ import annotations
 
 from django.urls import path, re_path
 
-from annotate.views import auth, campaigns, images, imports, label
+from annotate.views import auth, campaigns, images, imports, label, model_runs, surfaced
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -15,5 +18,8 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/label/skip/", label.label_skip, name="label-skip"),
     path("campaigns/<int:campaign_id>/import/", imports.import_page, name="import-page"),
     path("imports/<int:job_id>/status/", imports.import_status, name="import-status"),
+    path("campaigns/<int:campaign_id>/model/", model_runs.model_page, name="model-page"),
+    path("model-runs/<int:run_id>/status/", model_runs.model_run_status, name="model-run-status"),
+    path("campaigns/<int:campaign_id>/surfaced/", surfaced.surfaced_page, name="surfaced-page"),
     re_path(r"^images/(?P<sha256>[0-9a-f]{64})/$", images.image_file, name="image-file"),
 ]
