@@ -86,7 +86,7 @@ def campaign_dataset(campaign: Campaign, *, pairs: QuerySet[Pair] | None = None)
         )
     )
     item_rows = list(
-        Item.objects.filter(pk__in={row[1] for row in pair_rows})
+        Item.objects.filter(pk__in=pairs.values("item_id"))  # a subquery: 100k ids would overflow parameters
         .order_by("id")
         .values_list("id", "external_id", "prompt", "image__sha256", "image__file", "facts", "meta")
     )
