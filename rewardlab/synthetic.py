@@ -85,6 +85,7 @@ class SyntheticConfig:
     verbose_p: float | None = None  # None: independent styles; else P(faithful one is the verbose one)
     gold_share: float = 0.0  # fraction of items whose pair is a gold pair
     qtypes: tuple[QType, ...] = QTYPES
+    id_prefix: str = "scene"  # external_id is "<prefix>-000001": another prefix adds items to the same campaign
 
     def __post_init__(self) -> None:
         if self.n_items < 1:
@@ -322,7 +323,7 @@ def _make_item(config: SyntheticConfig, rngs: _Streams, number: int, gold: bool)
         faithful_id: _styled(question.faithful, faithful_verbose, rngs.style),
         hallucinated_id: _styled(question.hallucinated, hallucinated_verbose, rngs.style),
     }
-    name = f"scene-{number:06d}"
+    name = f"{config.id_prefix}-{number:06d}"
     item: dict[str, Any] = {
         "external_id": name,
         "image": f"images/{name}.png",
@@ -397,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior-noise", type=float, help="write `prior` labels, this share flipped")
     parser.add_argument("--verbose-p", type=float, help="P(the faithful answer is the verbose one)")
     parser.add_argument("--gold-share", type=float, default=0.0, help="share of items with a gold pair")
+    parser.add_argument("--id-prefix", default="scene", help="external_id prefix, to add a second batch to a campaign")
     args = parser.parse_args(argv)
     try:
         config = SyntheticConfig(
@@ -408,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             verbose_p=args.verbose_p,
             gold_share=args.gold_share,
             qtypes=tuple(args.qtypes),
+            id_prefix=args.id_prefix,
         )
     except ValueError as exc:
         parser.error(str(exc))

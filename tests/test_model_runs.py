@@ -25,7 +25,7 @@ from annotate.services.model_runs import (
     training_queue,
     worker_seen,
 )
-from annotate.services.training import TransientRunError, model_run_execute
+from annotate.services.training import TransientRunError, model_run_execute, scores_fill
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.factories import make_pairs
 
@@ -218,3 +218,14 @@ def test_a_transient_database_error_puts_the_run_back_in_the_queue(imported, mon
         model_run_execute(run_id=run.pk, worker="here", may_retry=False)
     run.refresh_from_db()
     assert run.status == "failed"
+
+
+def test_pairs_imported_after_a_run_are_scored_by_the_active_model(imported, tmp_path):
+    run = ModelRun.objects.get(campaign=imported)
+    model_run_execute(run_id=run.pk, worker="here")
+    more = write_package(SyntheticConfig(n_items=10, seed=77, id_prefix="more"), tmp_path / "more.zip")  # no prior labels
+    import_package(campaign=imported, path=more)
+    assert ModelRun.objects.filter(campaign=imported).count() == 1  # no priors, no retrain
+    assert scores_fill(campaign_id=imported.pk) == 10
+    assert PairScore.objects.filter(run=run).count() == Pair.objects.filter(campaign=imported).count() == 70
+    assert scores_fill(campaign_id=imported.pk) == 0
