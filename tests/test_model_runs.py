@@ -223,7 +223,7 @@ def test_a_transient_database_error_puts_the_run_back_in_the_queue(imported, mon
 def test_pairs_imported_after_a_run_are_scored_by_the_active_model(imported, tmp_path):
     run = ModelRun.objects.get(campaign=imported)
     model_run_execute(run_id=run.pk, worker="here")
-    more = write_package(SyntheticConfig(n_items=10, seed=77, id_prefix="more"), tmp_path / "more.zip")  # no prior labels
+    more = write_package(SyntheticConfig(n_items=10, seed=77, id_prefix="more"), tmp_path / "more.zip")  # no priors
     import_package(campaign=imported, path=more)
     assert ModelRun.objects.filter(campaign=imported).count() == 1  # no priors, no retrain
     assert scores_fill(campaign_id=imported.pk) == 10
