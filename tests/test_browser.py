@@ -16,8 +16,11 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from annotate.models import Annotation, Image, Item, Pair, Response
+from annotate.models import Annotation, Image, Item, ModelRun, Pair, Response
 from annotate.services.campaigns import campaign_update
+from annotate.services.imports import import_package
+from rewardlab.synthetic import SyntheticConfig, write_package
+from tests.conftest import wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -178,4 +181,45 @@ def test_annotator_labels_three_pairs_with_the_keyboard(live_server, browser, sc
     expect(page.locator(".item-image")).to_have_class("item-image is-zoomed")
     page.keyboard.press("Escape")
     expect(page.locator(".item-image")).to_have_class("item-image")
+    page.close()
+
+
+def test_lead_retrains_from_the_model_page_and_watches_the_run_finish(
+    live_server, browser, campaign, start_worker, tmp_path
+):
+    """The whole loop as a lead sees it: a worker trains, the page polls the run, the new model shows."""
+    expect = sync_api.expect
+    start_worker()
+    import_package(
+        campaign=campaign, path=write_package(SyntheticConfig(n_items=60, seed=4, prior_noise=0.2), tmp_path / "p.zip")
+    )
+    first = wait_for(
+        lambda: ModelRun.objects.filter(campaign=campaign, status="succeeded").first(),
+        timeout=180,
+        what="the first model",
+    )
+
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", "pw-lead")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server.url}/")
+    page.get_by_role("link", name="Model").first.click()
+    page.wait_for_url(f"{live_server.url}/campaigns/{campaign.pk}/model/")
+    expect(page.locator(".model-card__run")).to_contain_text(f"Run {first.pk}")
+    accuracy = page.locator('[data-metric="accuracy"]').inner_text()
+    assert accuracy.endswith("%"), accuracy
+
+    page.get_by_role("button", name="Retrain now").click()
+    run = wait_for(lambda: ModelRun.objects.filter(campaign=campaign, trigger="lead").first(), what="the lead's run")
+    live = page.locator(f"#model-run-{run.pk}")
+    expect(live.locator("progress")).to_be_visible()
+    expect(live).to_contain_text("Reload", timeout=180_000)  # the fragment polled until the run ended
+    live.get_by_role("link", name="Reload").click()
+    expect(page.locator(".model-card__run")).to_contain_text(f"Run {run.pk}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "model_page.png", full_page=True)
+    page.get_by_role("link", name="Surfaced pairs").first.click()
+    expect(page.locator("table")).to_contain_text("scene-")
     page.close()
