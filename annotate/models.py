@@ -44,6 +44,12 @@ class Campaign(models.Model):
     strength_labels = models.JSONField(default=list, blank=True)
     show_facts = models.BooleanField(default=False)
     gold_share = models.FloatField(default=0.1, help_text="Share of assignments drawn from gold pairs.")
+    min_gold_accuracy = models.FloatField(
+        default=0.0, help_text="Annotators below this accuracy on gold pairs are paused (0 never pauses)."
+    )
+    gold_min_answered = models.PositiveSmallIntegerField(
+        default=5, help_text="Gold pairs an annotator answers before their gold accuracy is judged."
+    )
     rationale_required = models.BooleanField(default=False)
     lease_seconds = models.PositiveIntegerField(default=900)
     retrain_every = models.PositiveIntegerField(default=200)
@@ -81,6 +87,9 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=12, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
+    # An annotator paused from this campaign (failed gold, or by a lead) gets no new pairs; the reason is shown.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.TextField(blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "user"], name="membership_one_role_per_campaign")]
@@ -149,6 +158,9 @@ class Pair(models.Model):
     labels_count = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     surfaced = models.JSONField(default=list, blank=True)
+    # The human labels' consensus, weighted by annotator reliability (Dawid–Skene; majority while labels are
+    # few): {"more_hallucinated", "strength", "agreement", "method"}; {} before any label.
+    consensus = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [

@@ -21,8 +21,8 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subque
 from django.db.models.functions import Coalesce
 
 from annotate import clock
-from annotate.exceptions import ConflictError, NotFoundError
-from annotate.models import Assignment, Campaign, Pair, Side
+from annotate.exceptions import ConflictError, NotFoundError, PermissionDeniedError
+from annotate.models import Assignment, Campaign, Membership, Pair, Side
 
 # How many locked-then-rejected candidates one request tries before it gives up on a pool.
 MAX_CANDIDATES = 20
@@ -137,6 +137,10 @@ def assignment_next(*, campaign: Campaign, annotator: AbstractBaseUser) -> Lease
     """
     if campaign.status != Campaign.Status.ACTIVE:
         raise ConflictError(f"Campaign {campaign.pk} is {campaign.status}: no new pairs are handed out.")
+    paused = Membership.objects.filter(campaign=campaign, user=annotator, paused_at__isnull=False)
+    reason = paused.values_list("paused_reason", flat=True).first()
+    if reason is not None:
+        raise PermissionDeniedError(f"You are paused from this campaign: {reason or 'a lead paused you.'}")
     want_gold = random.random() < campaign.gold_share
     with transaction.atomic():
         # One annotator's requests run one at a time, so a double click never opens two leases.

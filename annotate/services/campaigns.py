@@ -10,8 +10,9 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from annotate import clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
-from annotate.models import DEFAULT_STRENGTH_LABELS, Campaign, Membership
+from annotate.models import DEFAULT_STRENGTH_LABELS, Assignment, Campaign, Membership
 from annotate.services.model_runs import campaign_work_send
 from annotate.services.priorities import weights_errors
 
@@ -31,6 +32,8 @@ EDITABLE_SETTINGS = (
     "max_extra_labels",
     "priority_weights",
     "surface_thresholds",
+    "min_gold_accuracy",
+    "gold_min_answered",
 )
 
 # Settings that change which pairs are surfaced and in what order: priorities are recomputed after them.
@@ -101,6 +104,38 @@ def membership_set(*, campaign: Campaign, username: str, role: str) -> Membershi
         raise NotFoundError(f"No user named {username!r}.", extra={"fields": {"username": "No such user."}})
     membership, _ = Membership.objects.update_or_create(campaign=campaign, user=user, defaults={"role": role})
     return membership
+
+
+def membership_pause(*, membership: Membership, reason: str) -> Membership:
+    """Stop handing pairs to a member (a lead's decision, or failed gold); their labels so far stay."""
+    membership.paused_at = membership.paused_at or clock.now()
+    membership.paused_reason = reason
+    membership.save(update_fields=["paused_at", "paused_reason"])
+    return membership
+
+
+def membership_resume(*, membership: Membership) -> Membership:
+    """Let a paused member label again; gold accuracy is judged afresh from the next gold answer on."""
+    membership.paused_at = None
+    membership.paused_reason = ""
+    membership.save(update_fields=["paused_at", "paused_reason"])
+    return membership
+
+
+def membership_remove(*, membership: Membership) -> None:
+    """Take a user out of a campaign; their labels stay (pseudonymous), open leases return to the pool.
+
+    A campaign keeps at least one lead, so nobody can lock every lead out.
+    """
+    campaign = membership.campaign
+    with transaction.atomic():
+        leads = Membership.objects.select_for_update().filter(campaign=campaign, role=Membership.Role.LEAD)
+        if membership.role == Membership.Role.LEAD and leads.count() <= 1:
+            raise ConflictError("A campaign needs at least one lead; add another lead before removing this one.")
+        Assignment.objects.filter(
+            pair__campaign=campaign, annotator=membership.user, status=Assignment.Status.LEASED
+        ).update(status=Assignment.Status.SKIPPED, finished_at=clock.now())
+        membership.delete()
 
 
 def user_create(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
