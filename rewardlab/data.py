@@ -4,7 +4,9 @@ The reward model trains on the data the web app holds, but without the web app, 
 files that leave it: an import package (whose `prior` and `gold` labels train and check the model), a
 `reward` export or any TRL preference file (one human label per row), and an `annotations` export (every
 human label). `load_dataset` tells them apart from the file and the keys of its first row, and always
-speaks canonical a/b, as API.md does.
+speaks canonical a/b, as API.md does. An import package may hold any layout annotate imports
+(`rewardlab.package.layouts`), and a bare .jsonl of LLaVA-RLHF or VL-RewardBench rows is read as one,
+with prior labels; a bare .jsonl of TRL rows stays a reward file with human labels, as TRL's trainers read it.
 
 Images stay where they are: a Dataset holds keys, and its image source reads bytes on demand, so a
 package of 100k items costs strings and offsets in memory, never image bytes.
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast
 
-from rewardlab.package.lines import ANSWERS, Answer, ItemSpec, LineError, item_spec_parse, label_strength, show_value
+from rewardlab.package.layouts import ItemSpecParser
+from rewardlab.package.lines import ANSWERS, PACKAGE, Answer, ItemSpec, LineError, label_strength, show_value
 from rewardlab.package.package import (
     ITEMS_NAME,
     MAX_LINE_BYTES,
@@ -36,17 +39,22 @@ from rewardlab.package.package import (
     open_package,
     unsafe_path_reason,
 )
+from rewardlab.package.public import LLAVA_RLHF, VL_REWARDBENCH
 
 LabelSource = Literal["human", "gold", "prior"]
 Layout = Literal["package", "reward", "annotations"]
 
 LAYOUTS = (
-    "an import package (items.jsonl lines: external_id, image, prompt, responses)",
+    "an import package (items.jsonl lines: external_id, image, prompt, responses; or public preference rows)",
+    "a .jsonl of LLaVA-RLHF human preference or VL-RewardBench rows, read as an import package",
     "a reward export or TRL preference file (rows: prompt, chosen, rejected, images)",
     "an annotations export (rows: external_id, pair, prompt, image, a, b, more_hallucinated)",
 )
 # Above what annotate accepts (20 MiB by default): reading training data must not refuse what was imported.
 MAX_IMAGE_BYTES = 64 * 1024**2
+# First-row fields of a bare .jsonl read as an import package, as annotate imports it (prior labels, data: URIs).
+# TRL's are left out: a bare TRL file is a reward file, human labels with images beside it, as TRL reads it.
+PACKAGE_MARKERS = (*PACKAGE.markers, *LLAVA_RLHF.markers, *VL_REWARDBENCH.markers)
 # Reward-export keys that identify a row's item and pair; a row gives all of them or none.
 IDENTITY_KEYS = ("external_id", "pair", "chosen_id", "rejected_id")
 # A data: URI's image is re-read from its line; keys start with "data:" so no member path can collide.
@@ -235,12 +243,14 @@ class PackageImages(_PerProcess[Package]):
     """The images of an import package (zip, folder or bare .jsonl), read through rewardlab.package.
 
     A data: URI is not kept: its key maps to the offset of its line, which is read again on demand (quick in
-    a bare .jsonl or a folder; in a zip, seeking in compressed items.jsonl decompresses up to the line).
+    a bare .jsonl or a folder; in a zip, seeking in compressed items.jsonl decompresses up to the line) and
+    parsed again by `parse`, which knows where the line's layout keeps its image.
     """
 
-    def __init__(self, path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> None:
+    def __init__(self, path: str | Path, *, strength_scale: int, max_bytes: int = MAX_IMAGE_BYTES) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.parse = ItemSpecParser(strength_scale=strength_scale)  # the loader's, so the file's layout
         self.data_lines: dict[str, int] = {}  # key -> Line.start of a line whose image is a data: URI
 
     def _open(self) -> Package:
@@ -251,9 +261,9 @@ class PackageImages(_PerProcess[Package]):
             package = self._opened()
             ref = key
             if key in self.data_lines:
-                ref = json.loads(package.read_line(self.data_lines[key]))["image"]
+                ref = self.parse(package.read_line(self.data_lines[key])).image
             return package.read_image(ref, max_bytes=self.max_bytes)
-        except (ValueError, KeyError, OSError) as exc:  # PackageError and ImageReadError are ValueErrors
+        except (ValueError, OSError) as exc:  # PackageError, ImageReadError and LineError are ValueErrors
             raise DataError(f"{self.path}: image {key!r}: {exc}") from exc
 
 
@@ -296,7 +306,7 @@ def _layouts() -> str:
 
 def _layout(row: dict[str, Any], where: str, line: int) -> Layout:
     """Tell the layout from the keys of a file's first row."""
-    if "responses" in row:
+    if any(key in row for key in PACKAGE_MARKERS):
         return "package"
     if "chosen" in row and "rejected" in row:
         return "reward"
@@ -374,13 +384,13 @@ class _Builder:
 
 
 def _load_package(path: Path, strength_scale: int) -> Dataset:
-    images = PackageImages(path)
+    images = PackageImages(path, strength_scale=strength_scale)
     builder = _Builder()
     try:
         with open_package(path) as package:
             for line in package.lines():
                 try:
-                    _add_package_line(builder, package, images, line, strength_scale)
+                    _add_package_line(builder, package, images, line)
                 except (LineError, ImageReadError) as exc:
                     raise _error(path, line.number, str(exc)) from exc
     except PackageError as exc:
@@ -390,10 +400,10 @@ def _load_package(path: Path, strength_scale: int) -> Dataset:
     return builder.dataset(images)
 
 
-def _add_package_line(builder: _Builder, package: Package, images: PackageImages, line: Line, scale: int) -> None:
+def _add_package_line(builder: _Builder, package: Package, images: PackageImages, line: Line) -> None:
     if line.too_long:
         raise LineError(f"the line is longer than {MAX_LINE_BYTES} bytes")
-    spec = item_spec_parse(line.data, strength_scale=scale)
+    spec = images.parse(line.data)
     if spec.external_id in builder.item_index:
         raise LineError(
             f"external_id {spec.external_id!r} is already used on line {builder.first_seen[spec.external_id][1]}"

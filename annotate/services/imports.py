@@ -28,7 +28,8 @@ from annotate.exceptions import ApplicationError, ImportRejectedError, NotFoundE
 from annotate.models import Campaign, Image, ImportJob, Item, Pair, PriorLabel, Response
 from annotate.services.model_runs import after_import
 from rewardlab.package.images import ImageInfo, ImageRejectedError, inspect_image
-from rewardlab.package.lines import ItemSpec, LineError, item_spec_parse
+from rewardlab.package.layouts import ItemSpecParser
+from rewardlab.package.lines import ItemSpec, LineError
 from rewardlab.package.package import (
     MAX_LINE_BYTES,
     PACKAGE_SUFFIXES,
@@ -142,11 +143,12 @@ def import_package(
 def _validate(package: Package, *, campaign: Campaign, progress: ProgressCallback) -> _Plan:
     plan = _Plan()
     checked: dict[str, ImageInfo] = {}  # package path -> what it held, so a shared image is read once
+    parse = ItemSpecParser(strength_scale=campaign.strength_scale)
     for line in package.lines():
         try:
             if line.too_long:
                 raise LineError(f"the line is longer than {MAX_LINE_BYTES} bytes")
-            spec = item_spec_parse(line.data, strength_scale=campaign.strength_scale)
+            spec = parse(line.data)
             first = plan.first_line.setdefault(spec.external_id, line.number)
             if first != line.number:
                 raise LineError(f"external_id {spec.external_id!r} is already used on line {first}")
@@ -203,7 +205,8 @@ def _write(package: Package, *, campaign: Campaign, job: ImportJob | None, plan:
     for shas in _batches(plan.images):
         image_ids.update(Image.objects.filter(sha256__in=shas).values_list("sha256", "pk"))
     reused = len(image_ids)
-    specs = (item_spec_parse(line.data, strength_scale=campaign.strength_scale) for line in package.lines())
+    parse = ItemSpecParser(strength_scale=campaign.strength_scale)
+    specs = (parse(line.data) for line in package.lines())
     with transaction.atomic():
         for batch in _batches(zip(specs, plan.image_shas, strict=True)):
             _store_images(package, batch=batch, infos=plan.images, image_ids=image_ids)

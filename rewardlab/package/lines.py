@@ -2,7 +2,8 @@
 
 Every check that needs neither the database nor the image bytes lives here, so a bad line is refused
 with a precise reason before anything is written. Prior and gold labels come out already in the
-pair's canonical a/b terms, so the writer only copies values.
+pair's canonical a/b terms, so the writer only copies values. The field checks (`expect_string`, ...)
+are shared with `public`, which converts the public preference layouts into the same ItemSpec.
 """
 
 from __future__ import annotations
@@ -69,16 +70,27 @@ class ItemSpec:
         return next((label.more_hallucinated for label in self.gold if label.pair == pair), "")
 
 
-def item_spec_parse(data: bytes, *, strength_scale: int) -> ItemSpec:
-    """Parse and validate one line; raise LineError naming the first problem found.
+@dataclass(frozen=True)
+class Layout:
+    """A layout lines of items.jsonl can be in, as `layouts.ItemSpecParser` tells them apart."""
+
+    name: str
+    markers: tuple[str, ...]  # fields no other layout has: a row holding any of them is in this layout
+    fields: tuple[str, ...]  # the required fields, listed when a row is in no known layout
+
+
+PACKAGE = Layout("import package", markers=("responses",), fields=REQUIRED_FIELDS)
+
+
+def package_item_spec(record: dict[str, Any], *, strength_scale: int) -> ItemSpec:
+    """Validate one RewardLab line (a `json_record`); raise LineError naming the first problem found.
 
     `strength_scale` is the campaign's, since a prior's strength must fit it.
     """
-    record = _json_object(data)
     _check_keys(record, allowed=REQUIRED_FIELDS + OPTIONAL_FIELDS, required=REQUIRED_FIELDS, where="")
-    external_id = _string(record["external_id"], "external_id", max_length=MAX_ID_LENGTH)
-    image = _string(record["image"], "image")
-    prompt = _string(record["prompt"], "prompt")
+    external_id = expect_string(record["external_id"], "external_id", max_length=MAX_ID_LENGTH)
+    image = expect_string(record["image"], "image")
+    prompt = expect_string(record["prompt"], "prompt")
     responses = _responses(record["responses"])
     ids = [response.id for response in responses]
     pairs = _pairs(record.get("pairs"), ids)
@@ -93,14 +105,15 @@ def item_spec_parse(data: bytes, *, strength_scale: int) -> ItemSpec:
         prompt=prompt,
         responses=responses,
         pairs=pairs,
-        facts=_object(_given(record.get("facts"), {}), "facts"),
-        meta=_object(_given(record.get("meta"), {}), "meta"),
+        facts=expect_object(given(record.get("facts"), {}), "facts"),
+        meta=expect_object(given(record.get("meta"), {}), "meta"),
         priors=priors,
         gold=gold,
     )
 
 
-def _json_object(data: bytes) -> dict[str, Any]:
+def json_record(data: bytes) -> dict[str, Any]:
+    """Return a line's JSON object; raise LineError for bytes that are not one PostgreSQL's jsonb can hold."""
     try:
         text = data.decode("utf-8-sig")
         record = json.loads(text, parse_constant=_refuse_constant)
@@ -133,7 +146,7 @@ def _has_nul(value: object) -> bool:
     return False
 
 
-def _given(value: T | None, default: T) -> T:
+def given(value: T | None, default: T) -> T:
     """Treat null like a missing optional field: exporters often write null for "none"."""
     return default if value is None else value
 
@@ -155,7 +168,8 @@ def _check_keys(record: dict[str, Any], *, allowed: tuple[str, ...], required: t
         raise LineError(f"{prefix}missing required field {missing[0]!r}")
 
 
-def _string(value: object, where: str, *, max_length: int | None = None, empty: bool = False) -> str:
+def expect_string(value: object, where: str, *, max_length: int | None = None, empty: bool = False) -> str:
+    """Return `value` if it is a string that fits; a blank one only when `empty` allows it."""
     if not isinstance(value, str) or (not empty and not value.strip()):
         expected = "a string" if empty else "a non-empty string"
         raise LineError(f"{where}: expected {expected}, got {show_value(value)}")
@@ -164,33 +178,35 @@ def _string(value: object, where: str, *, max_length: int | None = None, empty: 
     return value
 
 
-def _object(value: object, where: str) -> dict[str, Any]:
+def expect_object(value: object, where: str) -> dict[str, Any]:
+    """Return `value` if it is a JSON object; `where` names the field in the error."""
     if not isinstance(value, dict):
         raise LineError(f"{where}: expected an object, got {show_value(value)}")
     return value
 
 
-def _list(value: object, where: str) -> list[Any]:
+def expect_list(value: object, where: str) -> list[Any]:
+    """Return `value` if it is a JSON list; `where` names the field in the error."""
     if not isinstance(value, list):
         raise LineError(f"{where}: expected a list, got {show_value(value)}")
     return value
 
 
 def _responses(value: object) -> tuple[ResponseSpec, ...]:
-    entries = _list(value, "responses")
+    entries = expect_list(value, "responses")
     if len(entries) < 2:
         raise LineError(f"responses: expected at least 2 responses to compare, got {len(entries)}")
     responses: list[ResponseSpec] = []
     for index, entry in enumerate(entries):
         where = f"responses[{index}]"
-        _check_keys(_object(entry, where), allowed=RESPONSE_FIELDS, required=("id", "text"), where=where)
-        response_id = _string(entry["id"], f"{where}.id", max_length=MAX_ID_LENGTH)
+        _check_keys(expect_object(entry, where), allowed=RESPONSE_FIELDS, required=("id", "text"), where=where)
+        response_id = expect_string(entry["id"], f"{where}.id", max_length=MAX_ID_LENGTH)
         if response_id in LITERAL_ANSWERS:
             raise LineError(f"{where}.id: {response_id!r} is reserved for labels; rename the response")
         if any(response.id == response_id for response in responses):
             raise LineError(f"{where}.id: {response_id!r} is used by another response of this item")
-        text = _string(entry["text"], f"{where}.text", empty=True)
-        model = _string(_given(entry.get("model"), ""), f"{where}.model", max_length=MAX_MODEL_LENGTH, empty=True)
+        text = expect_string(entry["text"], f"{where}.text", empty=True)
+        model = expect_string(given(entry.get("model"), ""), f"{where}.model", max_length=MAX_MODEL_LENGTH, empty=True)
         responses.append(ResponseSpec(id=response_id, text=text, model=model))
     return tuple(responses)
 
@@ -210,7 +226,7 @@ def _pairs(value: object, ids: list[str]) -> tuple[tuple[str, str], ...]:
     """Return the pairs in the given a/b order; left out, every unordered pair in the responses' order."""
     if value is None:
         return tuple(itertools.combinations(ids, 2))
-    entries = _list(value, "pairs")
+    entries = expect_list(value, "pairs")
     if not entries:
         raise LineError("pairs: expected at least one pair; leave the field out to compare every pair")
     pairs: list[tuple[str, str]] = []
@@ -226,16 +242,18 @@ def _labels(
     value: object, name: str, *, pairs: tuple[tuple[str, str], ...], ids: list[str], strength_scale: int
 ) -> tuple[LabelSpec, ...]:
     labels: list[LabelSpec] = []
-    for index, entry in enumerate(_list(_given(value, []), name)):
+    for index, entry in enumerate(expect_list(given(value, []), name)):
         where = f"{name}[{index}]"
-        _check_keys(_object(entry, where), allowed=LABEL_FIELDS[name], required=LABEL_REQUIRED, where=where)
+        _check_keys(expect_object(entry, where), allowed=LABEL_FIELDS[name], required=LABEL_REQUIRED, where=where)
         wanted = set(_pair_ids(entry["pair"], f"{where}.pair", ids))
         pair = next((i for i, known in enumerate(pairs) if set(known) == wanted), None)
         if pair is None:
             raise LineError(f"{where}.pair: {entry['pair']} is not one of this item's pairs")
         answer = _answer(entry["more_hallucinated"], pairs[pair], f"{where}.more_hallucinated")
         strength = label_strength(entry.get("strength"), answer, f"{where}.strength", strength_scale)
-        source = _string(_given(entry.get("source"), ""), f"{where}.source", max_length=MAX_SOURCE_LENGTH, empty=True)
+        source = expect_string(
+            given(entry.get("source"), ""), f"{where}.source", max_length=MAX_SOURCE_LENGTH, empty=True
+        )
         labels.append(LabelSpec(pair=pair, more_hallucinated=answer, strength=strength, source=source))
     return tuple(labels)
 
