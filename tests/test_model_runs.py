@@ -25,7 +25,9 @@ from annotate.services.model_runs import (
     training_queue,
     worker_seen,
 )
-from annotate.services.training import TransientRunError, model_run_execute, scores_fill
+from annotate.services.training import TransientRunError, model_run_execute, prior_review, scores_fill
+from rewardlab.data import Dataset, Item, Label, MemoryImages
+from rewardlab.data import Pair as DataPair
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.factories import make_pairs
 
@@ -229,3 +231,15 @@ def test_pairs_imported_after_a_run_are_scored_by_the_active_model(imported, tmp
     assert scores_fill(campaign_id=imported.pk) == 10
     assert PairScore.objects.filter(run=run).count() == Pair.objects.filter(campaign=imported).count() == 70
     assert scores_fill(campaign_id=imported.pk) == 0
+
+
+def test_prior_review_counts_what_humans_confirmed_and_overruled():
+    pairs = [DataPair(0, "r0", "x", "r1", "y") for _ in range(4)]
+    labels = [
+        Label(0, "b", 2, "prior"), Label(0, "b", 3, "human"),  # confirmed
+        Label(1, "b", 2, "prior"), Label(1, "a", 3, "human"), Label(1, "a", 2, "human"),  # flipped
+        Label(2, "a", 1, "prior"), Label(2, "a", 1, "human"), Label(2, "b", 1, "human"),  # a tie: undecided
+        Label(3, "a", 1, "prior"),  # no human label yet
+    ]  # fmt: skip
+    dataset = Dataset([Item("i", "p", "k", {}, {})], pairs, labels, MemoryImages({}))
+    assert prior_review(dataset) == {"reviewed": 3, "confirmed": 1, "flipped": 1}

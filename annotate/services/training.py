@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter, defaultdict
 
 import numpy as np
 import torch
@@ -241,6 +242,7 @@ def _train_and_activate(run: ModelRun, *, device: str, report: _RunReporter) -> 
         on_progress=report,
     )
     metrics["labels_at_request"] = run.labels_at_request
+    metrics["prior_review"] = prior_review(dataset)
     _scores_write(run, pair_ids, scores)
     if not _activate(run, metrics=metrics, sha256=artifact_sha256(out), path=str(out)):
         run_files_delete(run)
@@ -254,6 +256,31 @@ def _train_and_activate(run: ModelRun, *, device: str, report: _RunReporter) -> 
         metrics={**metrics, "surfaced": summary, "stage_seconds": report.stage_seconds()},
         finished_at=clock.now(),
     )
+
+
+def prior_review(dataset: rl.Dataset) -> dict[str, int]:
+    """Count pairs whose prior label humans have labeled since, and how often their majority kept or overruled it.
+
+    This is the DT2IT step seen from the lead's side: suspected noise goes back to annotators, and their
+    consensus confirms or flips the imported label (in training, each human label weighs 1, a prior 0.5).
+    """
+    prior: dict[int, str] = {}
+    human: dict[int, Counter] = defaultdict(Counter)
+    for label in dataset.labels:
+        if label.source == "prior":
+            prior.setdefault(label.pair, label.more_hallucinated)
+        elif label.source == "human":
+            human[label.pair][label.more_hallucinated] += 1
+    review = {"reviewed": 0, "confirmed": 0, "flipped": 0}
+    for pair, votes in human.items():
+        if pair not in prior:
+            continue
+        review["reviewed"] += 1
+        ranked = votes.most_common(2)
+        if len(ranked) == 2 and ranked[0][1] == ranked[1][1]:
+            continue  # a tie among humans decides nothing yet
+        review["confirmed" if ranked[0][0] == prior[pair] else "flipped"] += 1
+    return review
 
 
 def _scores_write(run: ModelRun, pair_ids: np.ndarray, scores: Scores, *, replace: bool = True) -> None:
