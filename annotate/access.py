@@ -60,6 +60,32 @@ def user_can(user: AbstractBaseUser, campaign: Campaign, roles: Iterable[str]) -
     return user.is_authenticated and (user.is_staff or role_of(user, campaign) in set(roles))
 
 
+def may_create_campaigns(user: AbstractBaseUser) -> bool:
+    """Tell whether the user may create campaigns: staff only, as `POST /api/v1/campaigns/` (API.md)."""
+    return user.is_authenticated and user.is_staff
+
+
+def require_campaign_creator(user: AbstractBaseUser) -> None:
+    """Raise unless the user may create campaigns; the creator becomes the new campaign's first lead."""
+    if not may_create_campaigns(user):
+        raise PermissionDeniedError("Only staff create campaigns; ask a staff member to create one and make you lead.")
+
+
+def may_reopen_campaigns(user: AbstractBaseUser) -> bool:
+    """Tell whether the user may reopen a closed campaign: staff only, since closing is final for its leads."""
+    return user.is_authenticated and user.is_staff
+
+
+def membership_for(user: AbstractBaseUser, campaign_id: int, membership_id: int) -> Membership:
+    """Return a membership of a campaign the user leads; one of another campaign answers like a missing id."""
+    campaign = campaign_for(user, campaign_id, MANAGE)
+    membership = Membership.objects.select_related("user").filter(pk=membership_id, campaign=campaign).first()
+    if membership is None:
+        raise NotFoundError(f"No member {membership_id} in campaign {campaign_id}.")
+    membership.campaign = campaign
+    return membership
+
+
 def image_visible_to(user: AbstractBaseUser, image_sha256: str) -> bool:
     """Tell whether some campaign the user belongs to shows this image."""
     if not user.is_authenticated:

@@ -353,3 +353,19 @@ def pair_reviews(pairs: Iterable[Pair]) -> list[PairReview]:
             )
         )
     return rows
+
+
+def campaign_members(campaign: Campaign) -> list[Membership]:
+    """Return the campaign's members, leads first, then by name, each with `labels`: the labels they gave here."""
+    given = (
+        Annotation.objects.filter(pair__campaign=campaign, annotator=OuterRef("user"))
+        .order_by()
+        .values("annotator")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    members = campaign.memberships.select_related("user").annotate(
+        labels=Coalesce(Subquery(given, output_field=IntegerField()), 0)
+    )
+    roles = list(Membership.Role.values)
+    return sorted(members, key=lambda m: (roles.index(m.role), m.user.get_username().lower()))

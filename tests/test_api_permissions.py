@@ -29,6 +29,7 @@ MATRIX = [
     ("post", "/api/v1/assignments/{asg}/skip/", {"ann1"}),
     ("get", "/api/v1/campaigns/{c}/pairs/", {"res", "lead", "staff"}),
     ("get", "/api/v1/campaigns/{c}/annotations/", {"res", "lead", "staff"}),
+    ("get", "/api/v1/campaigns/{c}/stats/", {"res", "lead", "staff"}),
     ("get", "/api/v1/campaigns/{c}/models/", {"lead", "staff"}),
     ("post", "/api/v1/campaigns/{c}/models/", {"lead", "staff"}),
     ("get", "/api/v1/models/{run}/", {"res", "lead", "staff"}),

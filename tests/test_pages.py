@@ -164,7 +164,8 @@ def test_user_text_is_escaped(as_user, campaign, make_pairs):
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
-    assert "<b>closely</b>" not in page and "Look &lt;b&gt;closely&lt;/b&gt;.<br>Then decide." in page
+    # Instructions are Markdown: raw HTML outside the allow-list is dropped, its text kept (annotate/markdown.py).
+    assert "<b>closely</b>" not in page and "<p>Look closely.<br>\nThen decide.</p>" in page
 
 
 def test_plain_post_saves_the_canonical_choice_and_redirects(as_user, campaign, make_pairs):

@@ -72,3 +72,14 @@ def priorities_refresh(campaign_id: int) -> None:
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is not None:
         priorities_update(campaign=campaign)
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def consensus_refresh(campaign_id: int) -> None:
+    """Recompute and store every pair's consensus (Dawid–Skene once labels allow); safe to run twice."""
+    from annotate.models import Campaign
+    from annotate.services.quality import consensus_refresh as refresh
+
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is not None:
+        refresh(campaign=campaign)

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from annotate.api import auth, campaigns, data, imports, labeling, model_runs
+from annotate.api import auth, campaigns, data, imports, labeling, model_runs, stats
 
 v1 = [
     path("auth/token/", auth.TokenCreateApi.as_view(), name="api-token"),
@@ -20,6 +20,7 @@ v1 = [
         labeling.CampaignAnnotationsApi.as_view(),
         name="api-campaign-annotations",
     ),
+    path("campaigns/<int:campaign_id>/stats/", stats.CampaignStatsApi.as_view(), name="api-stats"),
     path("campaigns/<int:campaign_id>/models/", model_runs.CampaignModelRunsApi.as_view(), name="api-models"),
     path("models/<int:run_id>/", model_runs.ModelRunDetailApi.as_view(), name="api-model"),
 ]

@@ -14,6 +14,7 @@ from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
 from annotate.models import HALLUCINATION_TYPES, Annotation, Assignment, Campaign, Choice, Pair
 from annotate.services.assignments import live_lease_filter
 from annotate.services.model_runs import retrain_if_due
+from annotate.services.quality import gold_check
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,8 @@ def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label:
         _count_label(pair)
         if _count_campaign_label(pair.campaign_id):
             transaction.on_commit(lambda: _retrain_if_due(pair.campaign_id))
+        if pair.is_gold:
+            transaction.on_commit(lambda: _gold_check(pair.campaign, annotator))
     return annotation, True
 
 
@@ -150,6 +153,18 @@ def _retrain_if_due(campaign_id: int) -> None:
         retrain_if_due(campaign_id=campaign_id)
     except Exception:
         logger.exception("Campaign %s: the retrain could not be asked for; the next label asks again.", campaign_id)
+
+
+def _gold_check(campaign: Campaign, annotator: AbstractBaseUser) -> None:
+    """Judge gold accuracy after the label is committed; a failure here never loses the saved label."""
+    try:
+        gold_check(campaign=campaign, annotator=annotator)
+    except Exception:
+        logger.exception(
+            "Campaign %s: gold accuracy of user %s was not checked; the next gold label checks again.",
+            campaign.pk,
+            annotator.pk,
+        )
 
 
 def _count_label(pair: Pair) -> None:

@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST, require_safe
 
 from annotate import access, selectors
-from annotate.exceptions import ApplicationError, ConflictError
+from annotate.exceptions import ApplicationError, ConflictError, PermissionDeniedError
 from annotate.models import HALLUCINATION_TYPES, Assignment, Campaign, Choice, Response, Side
 from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.assignments import assignment_next, assignment_skip
@@ -122,9 +122,14 @@ def _posted_assignment(form: AssignmentForm, *, campaign: Campaign, annotator: A
     )
 
 
-def _next_assignment(campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
-    lease = assignment_next(campaign=campaign, annotator=annotator)
-    return lease.assignment if lease else None
+def _next_assignment(campaign: Campaign, annotator: AbstractBaseUser) -> tuple[Assignment | None, str]:
+    """Lease the next pair; a paused annotator gets none, and the reason instead, for the panel to show."""
+    try:
+        lease = assignment_next(campaign=campaign, annotator=annotator)
+    except PermissionDeniedError as exc:
+        # Callers passed `access.campaign_for(..., LABEL)`, so this refusal is a pause (failed gold, or a lead).
+        return None, exc.message
+    return (lease.assignment if lease else None), ""
 
 
 def _sides(assignment: Assignment) -> tuple[Response, Response]:
@@ -140,9 +145,10 @@ def _render_panel(
     values: dict | None = None,
     errors: dict | None = None,
     notice: str = "",
+    paused: str = "",
     status: int = 200,
 ) -> TemplateResponse:
-    """Render the label panel (htmx) or the whole page around it, for this assignment or "all done"."""
+    """Render the label panel (htmx) or the whole page around it: this assignment, "paused" (403) or "all done"."""
     context = {
         "campaign": campaign,
         "assignment": assignment,
@@ -153,6 +159,7 @@ def _render_panel(
         "values": values or {},
         "errors": errors or {},
         "notice": notice,
+        "paused": paused,
     }
     if assignment is not None:
         item = assignment.pair.item
@@ -165,6 +172,7 @@ def _render_panel(
             facts=item.facts if campaign.show_facts else None,
         )
     template = PANEL_TEMPLATE if request.htmx else PAGE_TEMPLATE
+    status = PermissionDeniedError.status_code if paused else status
     return TemplateResponse(request, template, context, status=status)
 
 
@@ -174,7 +182,8 @@ def _next_panel(request: HttpRequest, campaign: Campaign, *, notice: str = "") -
         if notice:
             messages.warning(request, notice)
         return redirect("label-page", campaign_id=campaign.pk)
-    return _render_panel(request, campaign, _next_assignment(campaign, request.user), notice=notice)
+    assignment, paused = _next_assignment(campaign, request.user)
+    return _render_panel(request, campaign, assignment, notice=notice, paused=paused)
 
 
 @require_safe
@@ -183,7 +192,8 @@ def _next_panel(request: HttpRequest, campaign: Campaign, *, notice: str = "") -
 def label_page(request: HttpRequest, campaign_id: int) -> TemplateResponse:
     """Show the annotator's current pair (leasing the next one if needed), or "all done"."""
     campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
-    return _render_panel(request, campaign, _next_assignment(campaign, request.user))
+    assignment, paused = _next_assignment(campaign, request.user)
+    return _render_panel(request, campaign, assignment, paused=paused)
 
 
 @require_POST

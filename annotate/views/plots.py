@@ -1,4 +1,4 @@
-"""Chart geometry for the model page: plain numbers in, SVG coordinates and path strings out.
+"""Chart geometry for the model page and the quality dashboard: plain numbers in, SVG coordinates out.
 
 The page draws its charts as inline SVG from these values (no JS chart library, nothing from a CDN),
 so what a chart shows is decided here, in pure functions a unit test can check, and the template only
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Protocol
 
 # Accuracy and calibration live on 0..1; ticks at quarters keep 50% (chance for a pair) on a gridline.
@@ -107,6 +108,19 @@ class Bar:
     width: float
     height: float
     title: str
+    key: str = ""  # names a CSS modifier of the bar (a flagged annotator, a day)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A reference line across the plot area (chance, an overall rate); the legend says what it is."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    key: str  # names the CSS class that styles the line
+    title: str
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,8 @@ class Chart:
     bars: tuple[Bar, ...] = ()
     diagonal: str = ""
     box: Box = field(default_factory=Box)
+    rules: tuple[Rule, ...] = ()
+    vertical_grid: bool = False  # gridlines at the x ticks (bars that grow to the right) instead of the y ticks
 
     @property
     def is_empty(self) -> bool:
@@ -270,4 +286,141 @@ def reliability_chart(bins: Sequence[Mapping], *, box: Box | None = None) -> Cha
         bars=tuple(bars),
         diagonal=line_path(diagonal) if bins else "",
         box=box,
+    )
+
+
+class DayLike(Protocol):
+    """What the labels-over-time chart reads of a day (`stats.Day`)."""
+
+    date: date
+    labels: int
+    cumulative: int
+
+
+def day_label(day: date) -> str:
+    """Return a short date for an axis: "Nov 3"."""
+    return f"{day:%b} {day.day}"
+
+
+def labels_over_time_chart(days: Sequence[DayLike], *, box: Box | None = None) -> Chart:
+    """Draw the labels of each day as bars and the running total as a line, on one count axis.
+
+    One axis keeps the two honest against each other: a day's bar is its share of the total so far.
+    """
+    box = box or Box()
+    ticks = axis_ticks(max((day.cumulative for day in days), default=0))
+    y_domain, y_span = (0.0, float(ticks[-1])), (box.y0, box.y1)
+    band = (box.x1 - box.x0) / max(len(days), 1)
+    gap = band * BAR_GAP / 2
+    bars, coords, markers = [], [], []
+    for index, day in enumerate(days):
+        left = box.x0 + index * band
+        top = scale(day.labels, y_domain, y_span)
+        title = f"{day_label(day.date)}: {day.labels:,} label{'s' * (day.labels != 1)}"
+        bars.append(
+            Bar(round(left + gap, DECIMALS), top, round(band - 2 * gap, DECIMALS), round(box.y0 - top, DECIMALS), title)
+        )
+        xy = (round(left + band / 2, DECIMALS), scale(day.cumulative, y_domain, y_span))
+        coords.append(xy)
+        markers.append(Marker(*xy, title=f"{day_label(day.date)}: {day.cumulative:,} labels in all"))
+    step = math.ceil(len(days) / MAX_X_TICKS) if days else 1
+    return Chart(
+        key="labels-over-time",
+        title="Labels over time",
+        description=f"Human labels per day and in all, over {len(days)} day{'s' * (len(days) != 1)}.",
+        x_label="Day (UTC)",
+        y_label="Labels",
+        x_ticks=tuple(
+            Tick(round(box.x0 + (i + 0.5) * band, DECIMALS), day_label(days[i].date)) for i in range(0, len(days), step)
+        ),
+        y_ticks=tuple(Tick(scale(t, y_domain, y_span), f"{t:,}") for t in ticks),
+        series=(Series(key="cumulative", label="All labels so far", path=line_path(coords), markers=tuple(markers)),),
+        bars=tuple(bars),
+        box=box,
+    )
+
+
+@dataclass(frozen=True)
+class CategoryValue:
+    """One bar of a category chart: an annotator, say, and their value (None draws no bar)."""
+
+    label: str
+    value: float | None
+    title: str
+    flagged: bool = False
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A value to draw as a line across every bar, such as chance (50%) or the campaign's overall rate."""
+
+    value: float
+    key: str
+    title: str
+
+
+CATEGORY_ROW = 26  # SVG units per bar, so a chart grows with its rows instead of squeezing them
+CATEGORY_LEFT = 124  # room for a name of NAME_CHARS characters beside the axis
+NAME_CHARS = 16
+FLAGGED = "flagged"
+
+
+def short_name(name: str) -> str:
+    """Shorten a name to fit beside a chart's axis; the bar's title keeps it whole.
+
+    >>> short_name("a-very-long-annotator-name")
+    'a-very-long-ann…'
+    """
+    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
+
+
+def category_bars_chart(
+    *,
+    key: str,
+    title: str,
+    description: str,
+    x_label: str,
+    rows: Sequence[CategoryValue],
+    references: Sequence[Reference] = (),
+    share: bool = True,
+) -> Chart:
+    """Draw one horizontal bar per category, flagged ones marked, with reference lines across them.
+
+    With `share` the values are 0..1 and the axis reads in percent; otherwise (seconds, counts) the axis
+    runs from 0 to a round number at or above the largest value.
+    """
+    box = Box(height=Box.top + Box.bottom + CATEGORY_ROW * max(len(rows), 1), left=CATEGORY_LEFT)
+    if share:
+        x_values, x_labels = UNIT_TICKS, tuple(percent(v, digits=0) for v in UNIT_TICKS)
+    else:
+        x_values = axis_ticks(max((row.value for row in rows if row.value is not None), default=0))
+        x_labels = tuple(f"{v:,}" for v in x_values)
+    x_domain, x_span = (0.0, float(x_values[-1])), (box.x0, box.x1)
+    gap = CATEGORY_ROW * BAR_GAP
+    bars, y_ticks = [], []
+    for index, row in enumerate(rows):
+        top = box.y1 + index * CATEGORY_ROW
+        y_ticks.append(Tick(round(top + CATEGORY_ROW / 2, DECIMALS), short_name(row.label)))
+        if row.value is None:
+            continue
+        width = round(scale(row.value, x_domain, x_span) - box.x0, DECIMALS)
+        height = round(CATEGORY_ROW - 2 * gap, DECIMALS)
+        bars.append(Bar(box.x0, round(top + gap, DECIMALS), width, height, row.title, FLAGGED if row.flagged else ""))
+    rules = tuple(
+        Rule(x, box.y0, x, box.y1, reference.key, reference.title)
+        for reference in references
+        for x in (scale(reference.value, x_domain, x_span),)
+    )
+    return Chart(
+        key=key,
+        title=title,
+        description=description,
+        x_label=x_label,
+        y_label="",
+        x_ticks=tuple(Tick(scale(v, x_domain, x_span), label) for v, label in zip(x_values, x_labels, strict=True)),
+        y_ticks=tuple(y_ticks),
+        bars=tuple(bars),
+        box=box,
+        rules=rules,
+        vertical_grid=True,
     )

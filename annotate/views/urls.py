@@ -7,12 +7,18 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from annotate.views import auth, campaigns, images, imports, label, model_runs, surfaced
+from annotate.views import auth, campaigns, dashboard, images, imports, label, members, model_runs, surfaced
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
     path("logout/", auth.logout, name="logout"),
     path("", campaigns.campaign_list, name="campaign-list"),
+    path("campaigns/new/", campaigns.campaign_new, name="campaign-new"),
+    path("campaigns/instructions-preview/", campaigns.instructions_preview, name="instructions-preview"),
+    path("campaigns/<int:campaign_id>/settings/", campaigns.campaign_settings, name="campaign-settings"),
+    path("campaigns/<int:campaign_id>/status/", campaigns.campaign_status, name="campaign-status"),
+    path("campaigns/<int:campaign_id>/members/", members.members_page, name="campaign-members"),
+    path("campaigns/<int:campaign_id>/members/<int:membership_id>/", members.member_update, name="campaign-member"),
     path("campaigns/<int:campaign_id>/label/", label.label_page, name="label-page"),
     path("campaigns/<int:campaign_id>/label/submit/", label.label_submit, name="label-submit"),
     path("campaigns/<int:campaign_id>/label/skip/", label.label_skip, name="label-skip"),
@@ -21,5 +27,6 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/model/", model_runs.model_page, name="model-page"),
     path("model-runs/<int:run_id>/status/", model_runs.model_run_status, name="model-run-status"),
     path("campaigns/<int:campaign_id>/surfaced/", surfaced.surfaced_page, name="surfaced-page"),
+    path("campaigns/<int:campaign_id>/dashboard/", dashboard.dashboard_page, name="dashboard-page"),
     re_path(r"^images/(?P<sha256>[0-9a-f]{64})/$", images.image_file, name="image-file"),
 ]

@@ -1,0 +1,66 @@
+"""Writes of label quality: each pair's consensus, and pausing annotators who fail gold (issue 5).
+
+Consensus is campaign-wide (Dawid–Skene weighs every annotator by all their labels), so it is
+recomputed for the whole campaign at once and written in bulk; the dashboard and the stats endpoint
+compute the same numbers live (`annotate.stats`).
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+
+from annotate.bulk import staged_update
+from annotate.models import Campaign, Membership, Pair
+from annotate.quality.consensus import consensus
+from annotate.services.campaigns import membership_pause
+from annotate.stats import NO_GOLD, GoldScore, gold_failing, gold_scores, label_table
+
+
+def consensus_refresh(*, campaign: Campaign) -> int:
+    """Recompute the consensus of every pair with human labels and store it on the pairs; return how many."""
+    table = label_table(campaign)
+    result = consensus(table)
+    values = [(int(pair_id), result.as_json(i)) for i, pair_id in enumerate(table.pair_ids)]
+    if connection.vendor == "postgresql":
+        staged_update(
+            table=Pair._meta.db_table,
+            columns=[("id", "bigint"), ("consensus", "jsonb")],
+            rows=((pair_id, json.dumps(value)) for pair_id, value in values),
+            set_sql="consensus = new.consensus",
+        )
+    else:
+        # SQLite (the single-process demo): Django's CASE-per-row update, in batches.
+        pairs = [Pair(pk=pair_id, consensus=value) for pair_id, value in values]
+        Pair.objects.bulk_update(pairs, ["consensus"], batch_size=500)
+    return len(values)
+
+
+def gold_reason(campaign: Campaign, score: GoldScore) -> str:
+    """Say why an annotator was paused, in the words the annotator and the lead both read.
+
+    >>> gold_reason(Campaign(min_gold_accuracy=0.7), GoldScore(answered=5, correct=2))
+    "gold accuracy 40% (2 of 5) is below this campaign's minimum of 70%"
+    """
+    return (
+        f"gold accuracy {score.accuracy:.0%} ({score.correct} of {score.answered}) "
+        f"is below this campaign's minimum of {campaign.min_gold_accuracy:.0%}"
+    )
+
+
+def gold_check(*, campaign: Campaign, annotator: AbstractBaseUser) -> GoldScore:
+    """Judge the annotator's accuracy on gold pairs; pause them from the campaign when it is below the minimum.
+
+    Judged only once they answered `gold_min_answered` gold pairs, and never when the minimum is 0.
+    Someone already paused keeps the first reason; returns the score either way.
+    """
+    score = gold_scores(campaign, annotator_ids=[annotator.pk]).get(annotator.pk, NO_GOLD)
+    if gold_failing(campaign, score):
+        membership = Membership.objects.filter(
+            campaign=campaign, user=annotator, role=Membership.Role.ANNOTATOR, paused_at__isnull=True
+        ).first()
+        if membership is not None:
+            membership_pause(membership=membership, reason=gold_reason(campaign, score))
+    return score
