@@ -90,6 +90,8 @@ class Membership(models.Model):
     # An annotator paused from this campaign (failed gold, or by a lead) gets no new pairs; the reason is shown.
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_reason = models.TextField(blank=True)
+    # Gold is judged on answers given since this moment: set when a lead resumes a member paused for gold.
+    gold_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "user"], name="membership_one_role_per_campaign")]

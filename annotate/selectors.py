@@ -106,7 +106,7 @@ def learning_curve(campaign: Campaign) -> list[CurvePoint]:
     """Return the campaign's succeeded runs, oldest first, with their held-out metrics."""
     runs = campaign.model_runs.filter(status=ModelRun.Status.SUCCEEDED).order_by("id")
     points = []
-    for run in runs.only("id", "finished_at", "labels_at_request", "metrics"):
+    for run in runs.only("id", "campaign_id", "finished_at", "labels_at_request", "metrics"):
         held_out = run.metrics.get("labels", {})
         points.append(
             CurvePoint(

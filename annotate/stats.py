@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -79,11 +79,15 @@ class GoldScore:
 NO_GOLD = GoldScore(answered=0, correct=0)
 
 
-def gold_scores(campaign: Campaign, *, annotator_ids: Iterable[int] | None = None) -> dict[int, GoldScore]:
-    """Return per annotator id how many gold pairs they answered and how many matched the gold answer."""
+def gold_scores(
+    campaign: Campaign, *, annotator_ids: Iterable[int] | None = None, since: datetime | None = None
+) -> dict[int, GoldScore]:
+    """Return per annotator id how many gold pairs they answered (since `since`) and how many were right."""
     labels = Annotation.objects.filter(pair__campaign=campaign).exclude(pair__gold_answer="")
     if annotator_ids is not None:
         labels = labels.filter(annotator_id__in=list(annotator_ids))
+    if since is not None:
+        labels = labels.filter(created_at__gte=since)
     rows = (
         labels.order_by()
         .values("annotator_id")

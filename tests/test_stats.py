@@ -19,6 +19,7 @@ from django.utils.html import escape
 from annotate import clock
 from annotate.models import Annotation, Assignment, Campaign, Membership, ModelRun, Pair
 from annotate.selectors import pseudonym
+from annotate.services.campaigns import membership_resume
 from annotate.services.quality import consensus_refresh, gold_check
 from annotate.stats import campaign_stats
 from annotate.views import plots
@@ -148,6 +149,24 @@ def test_gold_is_judged_only_past_the_minimum_answers_and_below_the_minimum(camp
     gold_rule(campaign, minimum=0.9, answered=4)
     gold_check(campaign=campaign, annotator=ann1)
     assert "50%" in membership(campaign, "ann1").paused_reason, "a paused annotator keeps the first reason"
+
+
+def test_a_resumed_annotator_is_judged_on_new_gold_answers_only(campaign):
+    gold = make_pairs(campaign, 6, gold=6)
+    ann1 = User.objects.get(username="ann1")
+    gold_rule(campaign, minimum=0.5, answered=2)
+    for pair in gold[:2]:
+        label(pair, "ann1", "a", 1)  # wrong
+    gold_check(campaign=campaign, annotator=ann1)
+    assert membership(campaign, "ann1").paused_at is not None
+    membership_resume(membership=membership(campaign, "ann1"))
+    label(gold[2], "ann1", "b", 2)  # right; the two old wrong answers no longer count
+    assert gold_check(campaign=campaign, annotator=ann1).answered == 1
+    assert membership(campaign, "ann1").paused_at is None
+    label(gold[3], "ann1", "a", 2)
+    label(gold[4], "ann1", "a", 2)
+    gold_check(campaign=campaign, annotator=ann1)
+    assert "1 of 3" in membership(campaign, "ann1").paused_reason
 
 
 # Consensus on the pairs -----------------------------------------------------------------------------------

@@ -200,10 +200,11 @@ def membership_pause(*, membership: Membership, reason: str) -> Membership:
 
 
 def membership_resume(*, membership: Membership) -> Membership:
-    """Let a paused member label again; gold accuracy is judged afresh from the next gold answer on."""
+    """Let a paused member label again; gold accuracy is judged afresh, on gold answers given from now on."""
     membership.paused_at = None
     membership.paused_reason = ""
-    membership.save(update_fields=["paused_at", "paused_reason"])
+    membership.gold_since = clock.now()
+    membership.save(update_fields=["paused_at", "paused_reason", "gold_since"])
     return membership
 
 

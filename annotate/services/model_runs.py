@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 GPU_QUEUE, CPU_QUEUE = "gpu", "cpu"
 # A worker that has not said it is alive for this long is taken as gone when choosing a queue.
 WORKER_SEEN_SECONDS = 60
+# Campaign-wide tasks that need no model: they never wait behind training on a GPU worker.
+CPU_TASKS = {"priorities_refresh", "consensus_refresh"}
 # A queued run sent this long ago that no worker claimed is sent again (its message may have been lost).
 RESEND_AFTER_SECONDS = 600
 
@@ -120,13 +122,13 @@ def _dispatch(run: ModelRun) -> bool:
 
 
 def campaign_work_send(task_name: str, *, campaign_id: int) -> bool:
-    """Send a campaign-wide task of `workers.tasks` (model work to `training_queue`, priorities to `cpu`).
+    """Send a campaign-wide task of `workers.tasks` (model work to `training_queue`, CPU_TASKS to `cpu`).
 
     Returns False when the broker is down; that work is only a head start (the next retrain does it all).
     """
     from workers import tasks
 
-    queue = CPU_QUEUE if task_name == "priorities_refresh" else training_queue()
+    queue = CPU_QUEUE if task_name in CPU_TASKS else training_queue()
     try:
         getattr(tasks, task_name).apply_async((campaign_id,), queue=queue)
     except OperationalError:

@@ -53,14 +53,12 @@ def gold_reason(campaign: Campaign, score: GoldScore) -> str:
 def gold_check(*, campaign: Campaign, annotator: AbstractBaseUser) -> GoldScore:
     """Judge the annotator's accuracy on gold pairs; pause them from the campaign when it is below the minimum.
 
-    Judged only once they answered `gold_min_answered` gold pairs, and never when the minimum is 0.
-    Someone already paused keeps the first reason; returns the score either way.
+    Judged only once they answered `gold_min_answered` gold pairs (since a lead last resumed them), and never
+    when the minimum is 0. Someone already paused keeps the first reason; returns the score either way.
     """
-    score = gold_scores(campaign, annotator_ids=[annotator.pk]).get(annotator.pk, NO_GOLD)
-    if gold_failing(campaign, score):
-        membership = Membership.objects.filter(
-            campaign=campaign, user=annotator, role=Membership.Role.ANNOTATOR, paused_at__isnull=True
-        ).first()
-        if membership is not None:
-            membership_pause(membership=membership, reason=gold_reason(campaign, score))
+    membership = Membership.objects.filter(campaign=campaign, user=annotator, role=Membership.Role.ANNOTATOR).first()
+    since = membership.gold_since if membership is not None else None
+    score = gold_scores(campaign, annotator_ids=[annotator.pk], since=since).get(annotator.pk, NO_GOLD)
+    if membership is not None and membership.paused_at is None and gold_failing(campaign, score):
+        membership_pause(membership=membership, reason=gold_reason(campaign, score))
     return score

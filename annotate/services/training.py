@@ -27,6 +27,7 @@ from annotate.bulk import rows_insert
 from annotate.models import Annotation, Campaign, Item, ModelRun, Pair, PairScore, PriorLabel
 from annotate.services.model_runs import retrain_if_due, run_dir, run_files_delete, runs_prune
 from annotate.services.priorities import priorities_update
+from annotate.services.quality import consensus_refresh
 from rewardlab import data as rl
 from rewardlab.artifacts import artifact_sha256
 from rewardlab.config import EncoderConfig, RunConfig, TrainConfig
@@ -248,7 +249,9 @@ def _train_and_activate(run: ModelRun, *, device: str, report: _RunReporter) -> 
         run_files_delete(run)
         return
     report("prioritizing", 0.0)
-    summary = priorities_update(campaign=Campaign.objects.get(pk=campaign.pk))
+    fresh = Campaign.objects.get(pk=campaign.pk)
+    consensus_refresh(campaign=fresh)
+    summary = priorities_update(campaign=fresh)
     ModelRun.objects.filter(pk=run.pk).update(
         status=ModelRun.Status.SUCCEEDED,
         stage=ModelRun.Stage.DONE,
