@@ -246,3 +246,16 @@ def test_the_schema_documents_runs_scores_and_pair_filters(client):
     components = schema["components"]["schemas"]
     assert "is_active" in components["ModelRunOutput"]["properties"]
     assert "model" in components["PairScoreOutput"]["properties"]
+
+
+@pytest.mark.django_db
+def test_only_staff_reopen_a_closed_campaign_over_the_api(campaign, api_as, make_user):
+    lead = api_as("lead")
+    assert lead.patch(f"/api/v1/campaigns/{campaign.pk}/", {"status": "closed"}, format="json").status_code == 200
+    refused = lead.patch(f"/api/v1/campaigns/{campaign.pk}/", {"status": "active"}, format="json")
+    assert refused.status_code in {400, 403, 409}, refused.content
+    make_user("boss", staff=True)
+    reopened = api_as("boss").patch(
+        f"/api/v1/campaigns/{campaign.pk}/", {"status": "active", "overlap": 3}, format="json"
+    )
+    assert reopened.status_code == 200 and reopened.json()["status"] == "active" and reopened.json()["overlap"] == 3

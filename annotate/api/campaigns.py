@@ -14,7 +14,7 @@ from annotate.api.permissions import StaffMayWrite
 from annotate.api.serializers import CampaignOutput, MembershipOutput
 from annotate.models import Campaign, Membership
 from annotate.selectors import campaign_counts
-from annotate.services.campaigns import campaign_create, campaign_update, membership_set
+from annotate.services.campaigns import campaign_create, campaign_status_set, campaign_update, membership_set
 
 
 class CampaignSettingsInput(serializers.Serializer):
@@ -84,7 +84,11 @@ class CampaignDetailApi(APIView):
         campaign = access.campaign_for(request.user, campaign_id, access.MANAGE)
         serializer = CampaignSettingsInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        campaign = campaign_update(campaign=campaign, **serializer.validated_data)
+        changes = dict(serializer.validated_data)
+        if "status" in changes:  # who may reopen a closed campaign is the service's rule (staff only)
+            campaign = campaign_status_set(campaign=campaign, status=changes.pop("status"), by=request.user)
+        if changes:
+            campaign = campaign_update(campaign=campaign, **changes)
         return _campaign_response(campaign, request)
 
 
