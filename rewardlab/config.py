@@ -78,6 +78,9 @@ class TrainConfig:
     max_epochs: int = 40
     patience: int = 4  # epochs without a better held-out loss before a member stops
     batch_size: int = 256
+    # At most this many samples per epoch, and on held-out checks: a larger label set is visited in random
+    # slices, so an epoch costs the same at 100k labels as at 20k and early stopping comes as soon in time.
+    epoch_samples: int = 20_000
     lr: float = 6e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
@@ -94,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"margins must be non-negative, one per strength; got {self.margins}.")
         if self.max_epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("max_epochs, batch_size and patience must be positive.")
+        if self.epoch_samples < self.batch_size:
+            raise ValueError(f"epoch_samples ({self.epoch_samples}) must be at least batch_size ({self.batch_size}).")
 
 
 @dataclass(frozen=True)

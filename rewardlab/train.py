@@ -106,6 +106,15 @@ class _Best:
                 param.copy_(self.state[name])
 
 
+def _held_out_check(samples: Samples, sample_fold: np.ndarray, config: TrainConfig) -> tuple[Samples, np.ndarray]:
+    """The samples early stopping is judged on: all of them, or a fixed seeded slice of `epoch_samples`."""
+    if len(samples) <= config.epoch_samples:
+        return samples, sample_fold
+    index = np.sort(np.random.default_rng(config.seed).choice(len(samples), config.epoch_samples, replace=False))
+    subset = Samples(samples.pair[index], samples.sign[index], samples.margin[index], samples.weight[index])
+    return subset, sample_fold[index]
+
+
 def _held_out_losses(heads, features, samples, sample_fold, device) -> np.ndarray:
     """Return each member's trust-weighted loss on its own held-out fold [K]."""
     losses = sample_losses(predict(heads, features, samples.pair, device), samples)
@@ -146,12 +155,13 @@ def fit(
         weight = weight * torch.from_numpy(sample_weight.astype(np.float32)).to(device)
     if curation is not None:
         weight = weight * torch.from_numpy(curation.scale * curation.active).to(device)
+    check = _held_out_check(samples, sample_fold, config)
     bar = tqdm(range(config.max_epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         chosen = np.arange(len(samples))
         if curation is not None:
             chosen = chosen[curation.order < _curriculum_share(epoch, config) * len(samples)]
-        chosen = chosen[torch.randperm(len(chosen), generator=generator).numpy()]
+        chosen = chosen[torch.randperm(len(chosen), generator=generator).numpy()][: config.epoch_samples]
         for start in range(0, len(chosen), config.batch_size):
             batch = chosen[start : start + config.batch_size]
             index = torch.from_numpy(batch).to(device)
@@ -163,7 +173,7 @@ def fit(
             torch.nn.utils.clip_grad_norm_(heads.parameters(), config.grad_clip * members**0.5)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        held_out = _held_out_losses(heads, features, samples, sample_fold, device)
+        held_out = _held_out_losses(heads, features, *check, device)
         best.update(heads, held_out)
         result.history.append({"epoch": epoch + 1, "held_out_loss": float(held_out.mean())})
         bar.set_postfix(loss=f"{held_out.mean():.4f}")

@@ -219,6 +219,19 @@ def test_fit_returns_the_parameters_of_the_best_epoch(clean, encoders):
     assert float(sum(own) / 2) == pytest.approx(best, abs=1e-5)
 
 
+def test_a_large_label_set_is_visited_in_slices_of_epoch_samples(clean, encoders):
+    """An epoch trains on at most `epoch_samples` samples, so its cost stops growing with the label count."""
+    dataset, features = clean
+    run = run_config(encoders, members=2, width=8, max_epochs=1, batch_size=16, epoch_samples=32)
+    samples = samples_build(dataset, run.train)
+    assert len(samples) > 64
+    heads = heads_build(run, features.dims, multimodal=False)
+    seen: list[int] = []
+    heads.register_forward_pre_hook(lambda module, args: seen.append(args[0]["a_emb"].shape[0]))
+    fit(heads, features, samples, pair_folds(dataset, members=2)[samples.pair], run.train, progress=False)
+    assert seen[:2] == [16, 16] and sum(seen[2:]) == 32  # two training batches, then the 32-sample check
+
+
 def test_run_config_round_trips_through_its_dict():
     run = RunConfig(train=replace(TrainConfig(), margins=(0.0, 0.5), seed=7))
     assert RunConfig.from_dict(json.loads(json.dumps(run.to_dict()))) == run
