@@ -395,3 +395,61 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} ({self.device})"
+
+
+class ExportSnapshot(models.Model):
+    """A dataset snapshot of a campaign in one export format (API.md, "Export formats"); immutable once written.
+
+    Its content is fixed when it is asked for: `cutoff` records the newest annotation, prior label, pair and
+    pair score then, `model_run` the active model, `campaign_settings` the settings the rows depend on; the
+    worker reads only what those allow, writes the file once (temp file, then rename) and records its SHA-256.
+    The file lives under MEDIA_ROOT/exports/ and is served only by the access-checked download endpoint.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Format(models.TextChoices):
+        REWARD = "reward", "reward (TRL RewardTrainer)"
+        TRL_DPO = "trl-dpo", "trl-dpo (TRL DPOTrainer)"
+        MDPO = "mdpo", "mdpo (with corrupted images)"
+        LLAMAFACTORY = "llamafactory", "llamafactory (ShareGPT ranking)"
+        LLAVA_RLHF = "llava-rlhf", "llava-rlhf"
+        KTO = "kto", "kto (unpaired)"
+        ANNOTATIONS = "annotations", "annotations (raw labels)"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="exports")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    format = models.CharField(max_length=20, choices=Format.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    rows = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    file = models.FileField(upload_to="exports/", blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    model_run = models.ForeignKey(ModelRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    campaign_settings = models.JSONField(default=dict, blank=True)
+    cutoff = models.JSONField(default=dict, blank=True)
+    code_version = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The re-send of snapshots a broker outage left unsent.
+            models.Index(fields=["status", "dispatched_at"], condition=Q(status="queued"), name="export_queued_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.format}, {self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}

@@ -6,14 +6,15 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from annotate.models import ImportJob, ModelRun
+from annotate.models import ExportSnapshot, ImportJob, ModelRun
 from annotate.services.assignments import assignment_next
 from tests.factories import make_pairs
 
 ROLES = ("anonymous", "ann1", "res", "lead", "otherlead", "staff")
 DENIED = {401, 403, 404}
 
-# (method, path, allowed roles). {c} is the campaign, {job} an import job, {asg} ann1's assignment, {run} a model run.
+# (method, path, allowed roles). {c} is the campaign, {job} an import job, {asg} ann1's assignment, {run} a model run,
+# {exp} an export snapshot.
 MATRIX = [
     ("get", "/api/v1/campaigns/", {"ann1", "res", "lead", "otherlead", "staff"}),
     ("post", "/api/v1/campaigns/", {"staff"}),
@@ -33,6 +34,10 @@ MATRIX = [
     ("get", "/api/v1/campaigns/{c}/models/", {"lead", "staff"}),
     ("post", "/api/v1/campaigns/{c}/models/", {"lead", "staff"}),
     ("get", "/api/v1/models/{run}/", {"res", "lead", "staff"}),
+    ("get", "/api/v1/campaigns/{c}/exports/", {"res", "lead", "staff"}),
+    ("post", "/api/v1/campaigns/{c}/exports/", {"res", "lead", "staff"}),
+    ("get", "/api/v1/exports/{exp}/", {"res", "lead", "staff"}),
+    ("get", "/api/v1/exports/{exp}/download/", {"res", "lead", "staff"}),
     ("post", "/api/v1/users/", {"staff"}),
 ]
 
@@ -41,6 +46,8 @@ BODIES = {
     "/api/v1/campaigns/{c}/": {"name": "Renamed"},
     "/api/v1/campaigns/{c}/members/": {"username": "ann2", "role": "annotator"},
     "/api/v1/campaigns/{c}/imports/": {},
+    # Not {"format": ...}: a GET sends the body as its query, and DRF reads ?format= as a renderer to use.
+    "/api/v1/campaigns/{c}/exports/": {"filters": {"test_share": 0.2}},
     "/api/v1/annotations/": {"more_hallucinated": "neither"},
     "/api/v1/users/": {"username": "fresh", "password": "long-enough-pw"},
 }
@@ -54,7 +61,8 @@ def world(campaign, make_user):
     assignment = assignment_next(campaign=campaign, annotator=ann1).assignment
     job = ImportJob.objects.create(campaign=campaign, filename="x.zip", status="failed")
     run = ModelRun.objects.create(campaign=campaign, trigger="labels", status="succeeded")
-    return {"c": campaign.pk, "job": job.pk, "asg": assignment.pk, "run": run.pk}
+    export = ExportSnapshot.objects.create(campaign=campaign, format="reward")  # queued: its download answers 409
+    return {"c": campaign.pk, "job": job.pk, "asg": assignment.pk, "run": run.pk, "exp": export.pk}
 
 
 def _client(role: str, api_as) -> APIClient:
@@ -80,7 +88,7 @@ def test_endpoint_refuses_roles_that_must_not_use_it(world, api_as, method, path
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "method,path", [(m, p) for m, p, _ in MATRIX if any(k in p for k in ("{c}", "{job}", "{run}"))]
+    "method,path", [(m, p) for m, p, _ in MATRIX if any(k in p for k in ("{c}", "{job}", "{run}", "{exp}"))]
 )
 def test_other_campaigns_ids_answer_404(world, api_as, method, path):
     response = getattr(api_as("otherlead"), method)(path.format(**world), BODIES.get(path, {}), format="json")
@@ -93,3 +101,4 @@ def test_missing_ids_answer_404_like_forbidden_ones(world, api_as):
     assert api_as("otherlead").get("/api/v1/campaigns/999999/").status_code == 404
     assert api_as("lead").get("/api/v1/imports/999999/").status_code == 404
     assert api_as("lead").get("/api/v1/models/999999/").status_code == 404
+    assert api_as("lead").get("/api/v1/exports/999999/download/").status_code == 404

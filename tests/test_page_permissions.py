@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django_htmx.http import HTMX_STOP_POLLING
 
-from annotate.models import Campaign, ImportJob, Membership, ModelRun
+from annotate.models import Campaign, ExportSnapshot, ImportJob, Membership, ModelRun
 from annotate.services.campaigns import campaign_update
 from annotate.views.urls import urlpatterns
 from tests import factories
@@ -35,6 +35,7 @@ class World:
     other: Campaign
     job: ImportJob
     run: ModelRun
+    snapshot: ExportSnapshot
     membership: Membership
     image: str
 
@@ -99,6 +100,9 @@ PAGES = (
     Page("model-run-status", "get", READERS, 302, args=lambda world: [world.run.pk]),
     Page("surfaced-page", "get", READERS, 200),
     Page("dashboard-page", "get", READERS, 200),
+    Page("exports-page", "get", READERS, 200),
+    Page("exports-page", "post", READERS, 422),
+    Page("export-status", "get", READERS, 302, args=lambda world: [world.snapshot.pk]),
     Page("image-file", "get", MEMBERS, 200, args=lambda world: [world.image]),
 )
 
@@ -114,6 +118,7 @@ def world(campaign, make_user) -> World:
         other=Campaign.objects.get(name="Other"),
         job=ImportJob.objects.create(campaign=campaign, filename=f"{SECRET}.zip", status="succeeded"),
         run=ModelRun.objects.create(campaign=campaign, status="succeeded", trigger="labels"),
+        snapshot=ExportSnapshot.objects.create(campaign=campaign, format="reward", status="succeeded"),
         membership=Membership.objects.get(campaign=campaign, user__username="ann2"),
         image=pair.item.image.sha256,
     )
@@ -183,7 +188,11 @@ def test_ids_of_another_campaign_behind_ones_own_are_404(client, world):
     response = client.post(url, {"action": "remove"})
     assert response.status_code == 404 and SECRET not in response.content.decode()
     assert Membership.objects.filter(pk=world.membership.pk).exists()
-    for name, pk in (("import-status", world.job.pk), ("model-run-status", world.run.pk)):
+    for name, pk in (
+        ("import-status", world.job.pk),
+        ("model-run-status", world.run.pk),
+        ("export-status", world.snapshot.pk),
+    ):
         response = client.get(reverse(name, args=[pk]), headers={"HX-Request": "true"})
         assert response.status_code == 404 and SECRET not in response.content.decode()
 
@@ -192,7 +201,13 @@ def test_a_lead_is_a_stranger_in_every_other_campaign(client, world):
     """The demo campaign's lead gets 404 on each campaign page of the other campaign."""
     client = _client_as(client, LEAD)
     for page in PAGES:
-        if not page.in_campaign or page.name in {"campaign-member", "import-status", "model-run-status", "image-file"}:
+        if not page.in_campaign or page.name in {
+            "campaign-member",
+            "import-status",
+            "model-run-status",
+            "export-status",
+            "image-file",
+        }:
             continue
         response = getattr(client, page.method)(reverse(page.name, args=[world.other.pk]), page.data)
         assert response.status_code == 404, page
@@ -200,7 +215,7 @@ def test_a_lead_is_a_stranger_in_every_other_campaign(client, world):
 
 
 def test_polling_fragments_follow_the_same_rules(client, world):
-    """The htmx fragments of import jobs and model runs: allowed roles get the fragment, others nothing."""
+    """The htmx fragments of import jobs, model runs and exports: allowed roles get the fragment, others nothing."""
     for username, status in ((LEAD, HTMX_STOP_POLLING), (RESEARCHER, 403), (ANNOTATOR, 403), (STRANGER, 404)):
         client = _client_as(client, username)
         response = client.get(reverse("import-status", args=[world.job.pk]), headers={"HX-Request": "true"})
@@ -208,3 +223,7 @@ def test_polling_fragments_follow_the_same_rules(client, world):
     client = _client_as(client, RESEARCHER)
     response = client.get(reverse("model-run-status", args=[world.run.pk]), headers={"HX-Request": "true"})
     assert response.status_code == HTMX_STOP_POLLING
+    for username, status in ((RESEARCHER, HTMX_STOP_POLLING), (ANNOTATOR, 403), (STRANGER, 404)):
+        client = _client_as(client, username)
+        response = client.get(reverse("export-status", args=[world.snapshot.pk]), headers={"HX-Request": "true"})
+        assert response.status_code == status

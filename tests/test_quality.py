@@ -250,3 +250,11 @@ def test_time_per_label_skips_missing_durations():
     assert (times[0].n, times[0].median_s, times[0].p90_s) == (4, 2.5, pytest.approx(3.7))
     assert times[1].median_s is None and times[2].n == 0
     assert overall.median_s == 2.5
+
+
+def test_ordinal_alpha_survives_labels_above_a_lowered_strength_scale():
+    """A lead may lower the scale after labels were given; those labels still count, on a wider domain."""
+    table = LabelTable.from_columns([1, 1, 2, 2], [1, 2, 1, 2], ["a", "a", "b", "b"], [4, 3, 4, 4])
+    assert agreement.campaign_alpha(table, level="ordinal", scale=2) == agreement.campaign_alpha(
+        table, level="ordinal", scale=4
+    )

@@ -3,8 +3,8 @@
 Training goes to the `gpu` queue only while a GPU worker is seen (`training_queue`), and leads see
 the workers online beside their model runs. A worker that starts under the name of one that was
 running a model run was killed mid-run: that run is failed at once instead of waiting to go stale.
-Every beat also sends queued runs that never reached the broker, so a retrain asked for during a
-broker outage starts within SEEN_EVERY_SECONDS of the broker's return, labels or not.
+Every beat also sends queued runs and export snapshots that never reached the broker, so a retrain or an
+export asked for during a broker outage starts within SEEN_EVERY_SECONDS of the broker's return, labels or not.
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ _stop = threading.Event()
 
 
 def _record(hostname: str, queues: list[str], *, starting: bool) -> None:
-    """Say this worker is alive; also send runs the web process could not (the broker was down then)."""
+    """Say this worker is alive; also send runs and exports the web process could not (the broker was down)."""
     from django.db import connection
 
+    from annotate.services.exports import exports_dispatch_pending
     from annotate.services.model_runs import runs_dispatch_pending, worker_seen
     from annotate.services.training import device_default
 
     try:
         worker_seen(hostname=hostname, queues=queues, device=device_default(), starting=starting)
         runs_dispatch_pending()
+        exports_dispatch_pending()
     except Exception:
         logger.exception("Worker %s could not record that it is alive.", hostname)
     finally:

@@ -1,7 +1,7 @@
 """Celery tasks: each takes ids, re-fetches rows and calls one annotate service (STYLE.md, habit 7).
 
 Model work (train, score, embed) is sent to the `gpu` queue when a GPU worker listens and to `cpu`
-otherwise (`annotate.services.model_runs.training_queue`); priorities and imports go to `cpu`.
+otherwise (`annotate.services.model_runs.training_queue`); priorities, imports and exports go to `cpu`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,14 @@ def import_job_run(job_id: int) -> None:
     from annotate.services.imports import import_job_run as run
 
     run(job_id=job_id)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
+def export_snapshot_run(snapshot_id: int) -> None:
+    """Write an export snapshot's file; safe to run twice (a finished snapshot is left as it is)."""
+    from annotate.services.exports import export_snapshot_run as run
+
+    run(snapshot_id=snapshot_id)
 
 
 @shared_task(

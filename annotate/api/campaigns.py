@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from annotate import access
 from annotate.api.pagination import PagePagination, paginated
 from annotate.api.permissions import StaffMayWrite
+from annotate.api.schema import CONFLICT
 from annotate.api.serializers import CampaignOutput, MembershipOutput
 from annotate.models import Campaign, Membership
 from annotate.selectors import campaign_counts
@@ -64,7 +65,9 @@ class CampaignsApi(APIView):
             context={"roles": roles},
         )
 
-    @extend_schema(request=CampaignCreateInput, responses={201: CampaignOutput}, operation_id="campaigns_create")
+    @extend_schema(
+        request=CampaignCreateInput, responses={201: CampaignOutput, 409: CONFLICT}, operation_id="campaigns_create"
+    )
     def post(self, request):
         serializer = CampaignCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -79,7 +82,9 @@ class CampaignDetailApi(APIView):
     def get(self, request, campaign_id: int):
         return _campaign_response(access.campaign_for(request.user, campaign_id), request)
 
-    @extend_schema(request=CampaignSettingsInput, responses={200: CampaignOutput}, operation_id="campaigns_update")
+    @extend_schema(
+        request=CampaignSettingsInput, responses={200: CampaignOutput, 409: CONFLICT}, operation_id="campaigns_update"
+    )
     def patch(self, request, campaign_id: int):
         campaign = access.campaign_for(request.user, campaign_id, access.MANAGE)
         serializer = CampaignSettingsInput(data=request.data, partial=True)
@@ -107,7 +112,9 @@ class CampaignMembersApi(APIView):
         members = campaign.memberships.select_related("user").order_by("id")
         return paginated(view=self, request=request, queryset=members, serializer_class=MembershipOutput)
 
-    @extend_schema(request=InputSerializer, responses={201: MembershipOutput}, operation_id="campaign_members_set")
+    @extend_schema(
+        request=InputSerializer, responses={201: MembershipOutput, 409: CONFLICT}, operation_id="campaign_members_set"
+    )
     def post(self, request, campaign_id: int):
         campaign = access.campaign_for(request.user, campaign_id, access.MANAGE)
         serializer = self.InputSerializer(data=request.data)

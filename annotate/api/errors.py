@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -30,3 +32,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             status=status.HTTP_400_BAD_REQUEST,
         )
     return drf_exception_handler(exc, context)
+
+
+@csrf_exempt  # nothing is done here, so a POST to a wrong address gets this 404 rather than a CSRF page
+def not_found(request: HttpRequest) -> JsonResponse:
+    """Answer an address under /api/ that names no endpoint (a mistyped path, an id that is not a number) in JSON.
+
+    Without it Django's HTML 404 page answers, and API clients get a body they cannot read.
+    """
+    return JsonResponse({"detail": f"No endpoint at {request.path}."}, status=status.HTTP_404_NOT_FOUND)

@@ -9,7 +9,8 @@ from rest_framework.views import APIView
 
 from annotate import access
 from annotate.api.pagination import IdCursorPagination, paginated
-from annotate.api.serializers import PairOutput
+from annotate.api.schema import CONFLICT, NOT_FOUND
+from annotate.api.serializers import AnnotatorPairOutput
 from annotate.models import HALLUCINATION_TYPES, Annotation, Choice, Side
 from annotate.selectors import annotation_list, pseudonym
 from annotate.services.annotations import LabelInput, annotation_submit
@@ -22,16 +23,15 @@ class NextPairOutput(serializers.Serializer):
     left = serializers.ChoiceField(choices=Side.choices)
     pair = serializers.SerializerMethodField()
 
-    def get_pair(self, assignment) -> PairOutput:
-        context = {"annotator_view": True, "show_facts": self.context["campaign"].show_facts}
-        return PairOutput(assignment.pair, context=context).data
+    def get_pair(self, assignment) -> AnnotatorPairOutput:
+        return AnnotatorPairOutput(assignment.pair, context={"show_facts": self.context["campaign"].show_facts}).data
 
 
 class NextPairApi(APIView):
     """Lease the next pair to label (annotators); 204 when nothing is left for you."""
 
     @extend_schema(
-        responses={200: NextPairOutput, 204: OpenApiResponse(description="Nothing left to label.")},
+        responses={200: NextPairOutput, 204: OpenApiResponse(description="Nothing left to label."), 409: CONFLICT},
         operation_id="campaign_next_pair",
     )
     def get(self, request, campaign_id: int):
@@ -80,7 +80,10 @@ class AnnotationCreateApi(APIView):
         rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
         duration_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
 
-    @extend_schema(request=InputSerializer, responses={201: AnnotationOutput, 200: AnnotationOutput})
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: AnnotationOutput, 200: AnnotationOutput, 404: NOT_FOUND, 409: CONFLICT},
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -101,7 +104,7 @@ class AnnotationCreateApi(APIView):
 class AssignmentSkipApi(APIView):
     """Give a leased pair back; you will not be shown it again."""
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(request=None, responses={204: None, 409: CONFLICT})
     def post(self, request, assignment_id: int):
         assignment_skip(assignment_id=assignment_id, annotator=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

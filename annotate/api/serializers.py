@@ -13,8 +13,16 @@ from annotate.models import Campaign, ImportJob, Membership, ModelRun, Pair, Pai
 from annotate.selectors import majority_consensus, pair_active_score
 from annotate.views.images import image_url
 
-# Fields only leads and researchers see on a pair (API.md: "an annotator never sees ...").
-PRIVILEGED_PAIR_FIELDS = ("is_gold", "labels", "consensus", "priority", "surfaced", "score", "status")
+
+class ErrorOutput(serializers.Serializer):
+    """Every error's body (annotate.api.errors); some errors add keys of their own, such as an import's `errors`."""
+
+    detail = serializers.CharField(help_text="What went wrong, in the state the server found.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="For invalid input: the messages of each field that was wrong.",
+    )
 
 
 class ResponseOutput(serializers.Serializer):
@@ -32,6 +40,18 @@ class ItemOutput(serializers.Serializer):
 
     def get_image_url(self, item) -> str:
         return image_url(item.image)
+
+
+class AnnotatorItemOutput(ItemOutput):
+    """An item as an annotator sees it: `facts` only when `context={"show_facts": True}` (the campaign's setting)."""
+
+    facts = serializers.JSONField(required=False, help_text="Present only when the campaign shows facts to annotators.")
+
+    def to_representation(self, item) -> dict:
+        data = super().to_representation(item)
+        if not self.context.get("show_facts"):
+            data.pop("facts")
+        return data
 
 
 class ConsensusOutput(serializers.Serializer):
@@ -54,8 +74,17 @@ class PairScoreOutput(serializers.ModelSerializer):
         read_only_fields = fields  # an output: every field is always present, so the schema marks it required
 
 
+class AnnotatorPairOutput(serializers.Serializer):
+    """A pair as an annotator sees it (API.md: "an annotator never sees" its gold flag, counts, consensus, scores)."""
+
+    id = serializers.IntegerField()
+    item = AnnotatorItemOutput()
+    a = ResponseOutput()
+    b = ResponseOutput()
+
+
 class PairOutput(serializers.Serializer):
-    """A pair; `context={"annotator_view": True, "show_facts": ...}` trims it to what an annotator may see."""
+    """A pair as leads and researchers see it, with its labels, consensus, priority, surfacing and model scores."""
 
     id = serializers.IntegerField()
     item = ItemOutput()
@@ -78,19 +107,6 @@ class PairOutput(serializers.Serializer):
         # Read from `pair_list`'s prefetch, so a page of pairs costs no query per pair; null before the first run.
         score = pair_active_score(pair)
         return None if score is None else PairScoreOutput(score).data
-
-    def get_fields(self) -> dict:
-        fields = super().get_fields()
-        if self.context.get("annotator_view"):
-            for name in PRIVILEGED_PAIR_FIELDS:
-                fields.pop(name)
-        return fields
-
-    def to_representation(self, pair: Pair) -> dict:
-        data = super().to_representation(pair)
-        if self.context.get("annotator_view") and not self.context.get("show_facts"):
-            data["item"].pop("facts")
-        return data
 
 
 class CampaignOutput(serializers.ModelSerializer):

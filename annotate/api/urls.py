@@ -1,7 +1,8 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from annotate.api import auth, campaigns, data, imports, labeling, model_runs, stats
+from annotate.api import auth, campaigns, data, exports, imports, labeling, model_runs, stats
+from annotate.api.errors import not_found
 
 v1 = [
     path("auth/token/", auth.TokenCreateApi.as_view(), name="api-token"),
@@ -23,6 +24,9 @@ v1 = [
     path("campaigns/<int:campaign_id>/stats/", stats.CampaignStatsApi.as_view(), name="api-stats"),
     path("campaigns/<int:campaign_id>/models/", model_runs.CampaignModelRunsApi.as_view(), name="api-models"),
     path("models/<int:run_id>/", model_runs.ModelRunDetailApi.as_view(), name="api-model"),
+    path("campaigns/<int:campaign_id>/exports/", exports.CampaignExportsApi.as_view(), name="api-exports"),
+    path("exports/<int:export_id>/", exports.ExportSnapshotDetailApi.as_view(), name="api-export"),
+    path("exports/<int:export_id>/download/", exports.ExportSnapshotDownloadApi.as_view(), name="api-export-download"),
 ]
 
 urlpatterns = [
@@ -30,4 +34,6 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Last: any other address ending in a slash is a JSON 404; one without the slash still gets APPEND_SLASH's redirect.
+    re_path(r"^[\s\S]*/$", not_found, name="api-not-found"),
 ]

@@ -63,6 +63,8 @@ def coded(table: LabelTable, *, level: Level, scale: int) -> tuple[np.ndarray, n
         return np.ones(len(table.choice), dtype=bool), table.choice, K
     signed = signed_strength(table.choice, table.strength)
     valid = ~np.isnan(signed)
+    # Labels given before a lead lowered the campaign's strength scale lie outside it: stretch the domain to them.
+    scale = max(scale, int(np.abs(signed[valid]).max(initial=0)))
     return valid, (signed[valid] + scale).astype(np.int64), 2 * scale + 1
 
 

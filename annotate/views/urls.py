@@ -1,4 +1,4 @@
-"""The pages: sign in, campaigns, labeling, imports, the reward model, surfaced pairs and item images.
+"""The pages: sign in, campaigns, labeling, imports, the reward model, surfaced pairs, exports and item images.
 
 The REST API is under /api/.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from annotate.views import auth, campaigns, dashboard, images, imports, label, members, model_runs, surfaced
+from annotate.views import auth, campaigns, dashboard, exports, images, imports, label, members, model_runs, surfaced
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -28,5 +28,7 @@ urlpatterns = [
     path("model-runs/<int:run_id>/status/", model_runs.model_run_status, name="model-run-status"),
     path("campaigns/<int:campaign_id>/surfaced/", surfaced.surfaced_page, name="surfaced-page"),
     path("campaigns/<int:campaign_id>/dashboard/", dashboard.dashboard_page, name="dashboard-page"),
+    path("campaigns/<int:campaign_id>/exports/", exports.exports_page, name="exports-page"),
+    path("exports/<int:snapshot_id>/status/", exports.export_status, name="export-status"),
     re_path(r"^images/(?P<sha256>[0-9a-f]{64})/$", images.image_file, name="image-file"),
 ]

@@ -1,0 +1,310 @@
+"""The rows a snapshot is made of, streamed from the database: one per kept pair, or one per annotation.
+
+Both sources read with `.iterator()` in id order and yield plain frozen rows, so memory holds one chunk of
+the query, never the campaign. A row's `split` is drawn from a hash of its image's SHA-256, not of the pair
+or the item: every item showing one image lands on the same side, so no item and no image is ever in both
+train and test, and an image lands on the same side in every snapshot with the same test share.
+
+A `Spec` is everything the rows depend on, read from the snapshot's record (filters, cutoff, model run,
+settings): the same spec gives the same rows, in the same order, whenever it is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+
+from django.db.models import FilteredRelation, OuterRef, Q, QuerySet, Subquery
+
+from annotate.exports.filters import ExportFilters
+from annotate.exports.labels import Verdict, Verdicts, Votes, label_table
+from annotate.models import Annotation, Pair, PairScore, PriorLabel
+from annotate.selectors import pseudonym
+from rewardlab.labels import label_margin
+
+# The active model's scores on each row (API.md, "Model scores on a pair"), null without a model run;
+# its SFC `weight` becomes the row's weight instead.
+SCORE_FIELDS = ("p_a_better", "entropy", "mutual_info", "text_only_p_a_better", "shortcut_score", "noise_score")
+SPLIT_TRAIN, SPLIT_TEST = "train", "test"
+IMAGES_DIR = "images"
+CHUNK = 2000
+# Pairs read between two progress reports.
+PROGRESS_EVERY = 500
+# Item and response columns of a pair, as (row key, path from Pair); annotations read them through `pair__`.
+PAIR_COLUMNS = (
+    ("pair_id", "id"),
+    ("gold_answer", "gold_answer"),
+    ("external_id", "item__external_id"),
+    ("prompt", "item__prompt"),
+    ("facts", "item__facts"),
+    ("meta", "item__meta"),
+    ("image_sha256", "item__image__sha256"),
+    ("image_file", "item__image__file"),
+    ("a_id", "a__external_id"),
+    ("a_text", "a__text"),
+    ("a_model", "a__model"),
+    ("b_id", "b__external_id"),
+    ("b_text", "b__text"),
+    ("b_model", "b__model"),
+)
+ANNOTATION_COLUMNS = (
+    ("annotator_id", "annotator_id"),
+    ("more_hallucinated", "more_hallucinated"),
+    ("strength", "strength"),
+    ("hallucination_types", "hallucination_types"),
+    ("spans", "spans"),
+    ("rationale", "rationale"),
+    ("shown_left", "shown_left"),
+    ("duration_ms", "duration_ms"),
+    ("created_at", "created_at"),
+)
+ProgressCallback = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """What existed when the snapshot was asked for: later labels, priors and pairs never enter it."""
+
+    at: datetime
+    annotation: int  # the campaign's newest annotation id then (0: none)
+    prior: int
+    pair: int
+    score: int  # the active run's newest pair score: it may still score pairs imported just before
+
+    def as_json(self) -> dict:
+        return {
+            "at": self.at.isoformat(),
+            "annotation": self.annotation,
+            "prior": self.prior,
+            "pair": self.pair,
+            "score": self.score,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Cutoff:
+        return cls(datetime.fromisoformat(data["at"]), data["annotation"], data["prior"], data["pair"], data["score"])
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a snapshot's rows depend on."""
+
+    campaign_id: int
+    filters: ExportFilters
+    cutoff: Cutoff
+    run_id: int | None  # the active model when the snapshot was asked for
+    noise_threshold: float  # noise_score at which a pair counts as suspected noise
+    margins: tuple[float, ...]  # BT margin per strength 1..S
+    prior_trust: float  # a prior label's weight relative to a human one
+
+
+@dataclass(frozen=True)
+class Answer:
+    id: str
+    text: str
+    model: str
+
+
+@dataclass(frozen=True)
+class Item:
+    external_id: str
+    prompt: str
+    image: str  # the member name in the snapshot: images/<sha256>.<ext>
+    image_file: str  # the storage name to copy it from
+    facts: dict
+    meta: dict
+    split: str
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """A kept pair with its label: what every paired format and `kto` are made from."""
+
+    pair_id: int
+    item: Item
+    a: Answer
+    b: Answer
+    verdict: Verdict
+    margin: float
+    weight: float
+    scores: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class AnnotationRow:
+    """One human label of a kept pair, as the `annotations` format shows it."""
+
+    pair_id: int
+    item: Item
+    a: Answer
+    b: Answer
+    verdict: Verdict  # the pair's, which the filters judged
+    gold_answer: str
+    more_hallucinated: str
+    strength: int | None
+    hallucination_types: list
+    spans: list
+    rationale: str
+    annotator: str  # pseudonymous, per campaign (selectors.pseudonym)
+    shown_left: str
+    duration_ms: int | None
+    created_at: datetime
+
+
+def split_of(image_sha256: str, test_share: float) -> str:
+    """Return the split of an image's items: test when its hash falls below `test_share`, stable across snapshots."""
+    digest = hashlib.sha256(f"split:{image_sha256}".encode()).digest()
+    return SPLIT_TEST if int.from_bytes(digest[:8], "big") / 2**64 < test_share else SPLIT_TRAIN
+
+
+def human_labels(spec: Spec) -> QuerySet[Annotation]:
+    """Return the campaign's human labels up to the cutoff and in the filters' date range."""
+    labels = Annotation.objects.filter(pair__campaign_id=spec.campaign_id, pk__lte=spec.cutoff.annotation)
+    if spec.filters.labeled_from:
+        labels = labels.filter(created_at__date__gte=spec.filters.labeled_from)
+    if spec.filters.labeled_to:
+        labels = labels.filter(created_at__date__lte=spec.filters.labeled_to)
+    return labels
+
+
+def verdicts_at(spec: Spec) -> Verdicts:
+    """Decide every pair's label from the labels the spec allows (`annotate.exports.labels`)."""
+    priors = None
+    if spec.filters.labels == "with_priors":
+        kept = PriorLabel.objects.filter(pair__campaign_id=spec.campaign_id, pk__lte=spec.cutoff.prior)
+        priors = Votes(label_table(kept, rater=None))
+    return Verdicts(human=Votes(label_table(human_labels(spec))), priors=priors)
+
+
+def judge(spec: Spec, verdicts: Verdicts, row: dict) -> Verdict | str:
+    """Return the pair's verdict when the filters keep it, else the reason it is left out."""
+    verdict = verdicts.of(row["pair_id"], row["gold_answer"])
+    noise = row.get("noise_score")
+    if verdict is None:
+        return "unlabeled"
+    if verdict.n_labels < spec.filters.min_labels:
+        return "below min_labels"
+    if verdict.agreement < spec.filters.min_agreement:
+        return "below min_agreement"
+    if spec.filters.exclude_suspected_noise and noise is not None and noise >= spec.noise_threshold:
+        return "suspected noise"
+    return verdict
+
+
+def pair_rows(spec: Spec, verdicts: Verdicts, *, skipped: Counter, on_progress: ProgressCallback) -> Iterator[PairRow]:
+    """Yield each kept pair in id order; count each left-out pair in `skipped` under its reason."""
+    pairs = _pairs(spec)
+    columns = list(PAIR_COLUMNS)
+    if spec.run_id is not None:
+        scored = Q(scores__run_id=spec.run_id, scores__pk__lte=spec.cutoff.score)
+        pairs = pairs.annotate(run_score=FilteredRelation("scores", condition=scored))
+        columns += [(name, f"run_score__{name}") for name in (*SCORE_FIELDS, "weight")]
+    total = max(pairs.count(), 1)
+    for seen, row in enumerate(_dicts(pairs.order_by("id"), columns), start=1):
+        if seen % PROGRESS_EVERY == 0:
+            on_progress(seen / total)
+        verdict = judge(spec, verdicts, row)
+        if isinstance(verdict, str):
+            skipped[verdict] += 1
+            continue
+        yield _pair_row(spec, row, verdict)
+
+
+def annotation_rows(
+    spec: Spec, verdicts: Verdicts, *, skipped: Counter, on_progress: ProgressCallback
+) -> Iterator[AnnotationRow]:
+    """Yield each human label of a kept pair in (pair, id) order; count left-out labels under their reason."""
+    labels = human_labels(spec).filter(pair__in=_pairs(spec))
+    if spec.run_id is not None:
+        scores = PairScore.objects.filter(run_id=spec.run_id, pk__lte=spec.cutoff.score, pair_id=OuterRef("pair_id"))
+        noise = scores.values("noise_score")
+        labels = labels.annotate(run_noise=Subquery(noise[:1]))
+    columns = [*ANNOTATION_COLUMNS, *((key, f"pair__{path}") for key, path in PAIR_COLUMNS)]
+    if spec.run_id is not None:
+        columns.append(("noise_score", "run_noise"))
+    total = max(labels.count(), 1)
+    judged: tuple[int, Verdict | str] | None = None  # labels come grouped by pair: judge each pair once
+    for seen, row in enumerate(_dicts(labels.order_by("pair_id", "id"), columns), start=1):
+        if seen % PROGRESS_EVERY == 0:
+            on_progress(seen / total)
+        if judged is None or judged[0] != row["pair_id"]:
+            judged = (row["pair_id"], judge(spec, verdicts, row))
+        if isinstance(judged[1], str):
+            skipped[judged[1]] += 1
+            continue
+        yield _annotation_row(spec, row, judged[1])
+
+
+def _pairs(spec: Spec) -> QuerySet[Pair]:
+    """Return the pairs that existed at the cutoff, with gold in, out or alone."""
+    pairs = Pair.objects.filter(campaign_id=spec.campaign_id, pk__lte=spec.cutoff.pair)
+    if spec.filters.gold == "exclude":
+        return pairs.filter(gold_answer="")
+    if spec.filters.gold == "only":
+        return pairs.exclude(gold_answer="")
+    return pairs
+
+
+def _dicts(queryset: QuerySet, columns: list[tuple[str, str]]) -> Iterator[dict]:
+    keys = [key for key, _ in columns]
+    for values in queryset.values_list(*(path for _, path in columns)).iterator(chunk_size=CHUNK):
+        yield dict(zip(keys, values, strict=True))
+
+
+def _item(spec: Spec, row: dict) -> Item:
+    suffix = PurePosixPath(row["image_file"]).suffix.lower()
+    return Item(
+        external_id=row["external_id"],
+        prompt=row["prompt"],
+        image=f"{IMAGES_DIR}/{row['image_sha256']}{suffix}",
+        image_file=row["image_file"],
+        facts=row["facts"] or {},
+        meta=row["meta"] or {},
+        split=split_of(row["image_sha256"], spec.filters.test_share),
+    )
+
+
+def _answers(row: dict) -> tuple[Answer, Answer]:
+    return Answer(row["a_id"], row["a_text"], row["a_model"]), Answer(row["b_id"], row["b_text"], row["b_model"])
+
+
+def _pair_row(spec: Spec, row: dict, verdict: Verdict) -> PairRow:
+    """Build the row: margin from the strength, weight = the model's SFC weight (1 without) × source trust."""
+    sfc = row.get("weight")
+    trust = spec.prior_trust if verdict.source == "prior" else 1.0
+    a, b = _answers(row)
+    return PairRow(
+        pair_id=row["pair_id"],
+        item=_item(spec, row),
+        a=a,
+        b=b,
+        verdict=verdict,
+        margin=label_margin(verdict.strength, spec.margins),
+        weight=round((1.0 if sfc is None else sfc) * trust, 6),
+        scores={name: row.get(name) for name in SCORE_FIELDS},
+    )
+
+
+def _annotation_row(spec: Spec, row: dict, verdict: Verdict) -> AnnotationRow:
+    a, b = _answers(row)
+    return AnnotationRow(
+        pair_id=row["pair_id"],
+        item=_item(spec, row),
+        a=a,
+        b=b,
+        verdict=verdict,
+        gold_answer=row["gold_answer"],
+        more_hallucinated=row["more_hallucinated"],
+        strength=row["strength"],
+        hallucination_types=row["hallucination_types"],
+        spans=row["spans"],
+        rationale=row["rationale"],
+        annotator=pseudonym(user_id=row["annotator_id"], campaign_id=spec.campaign_id),
+        shown_left=row["shown_left"],
+        duration_ms=row["duration_ms"],
+        created_at=row["created_at"],
+    )

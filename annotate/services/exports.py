@@ -1,0 +1,350 @@
+"""The life of an export snapshot: asked for, sent to a worker, written once, downloaded (API.md, "Export formats").
+
+A snapshot's content is fixed when it is asked for, not when a worker gets to it: the request records the
+cutoff (the newest annotation, prior label, pair and pair score of the campaign), the active model run, the campaign
+settings the rows depend on and the code version, and the worker reads only what that record allows
+(`annotate.exports.rows.Spec`). Labels given later never enter it; the file is written once, through a
+temp file renamed into place, and its SHA-256 and row count are recorded. A run redone after a worker died
+writes the same bytes again (`annotate.exports.writer`).
+
+The row is written before anything is sent to the broker, so with the broker down a snapshot stays queued
+and unsent; `exports_dispatch_pending` sends it on a live worker's next beat (`workers.presence`), as
+model runs are (`model_runs.runs_dispatch_pending`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from importlib import metadata
+from pathlib import Path
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max, Q, QuerySet
+from kombu.exceptions import OperationalError
+
+from annotate import access, clock
+from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
+from annotate.exports.agreement import campaign_alpha
+from annotate.exports.card import Summary, render
+from annotate.exports.filters import ExportFilters
+from annotate.exports.formats import FORMATS, Format, corrupted_name, dataset_info, keeps
+from annotate.exports.labels import Verdicts
+from annotate.exports.rows import Cutoff, PairRow, Spec, annotation_rows, pair_rows, verdicts_at
+from annotate.exports.writer import SnapshotWriter, file_sha256
+from annotate.models import Annotation, Campaign, ExportSnapshot, Pair, PairScore, PriorLabel
+from annotate.services.priorities import DEFAULT_THRESHOLDS
+from rewardlab.config import TrainConfig
+from rewardlab.corrupt import corrupt_image_bytes
+
+logger = logging.getLogger(__name__)
+
+EXPORT_QUEUE = "cpu"
+EXPORT_DIR = "exports"
+# A queued snapshot sent this long ago that no worker took is sent again (its message may have been lost).
+RESEND_AFTER_SECONDS = 600
+# Progress is written at most once per this step; it stays below 1 until the file is in place.
+PROGRESS_STEP = 0.02
+PROGRESS_WRITING = 0.99
+CODE_VERSION_ENV = "REWARDLAB_CODE_VERSION"  # e.g. the git commit, set when the image is built
+MEDIA_TYPES = {".zip": "application/zip", ".jsonl": "application/x-ndjson"}
+
+
+def code_version() -> str:
+    """Return the installed rewardlab version, plus REWARDLAB_CODE_VERSION (a commit) when it is set."""
+    try:
+        version = metadata.version("rewardlab")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    commit = os.environ.get(CODE_VERSION_ENV, "").strip()
+    return f"{version}+{commit}" if commit else version
+
+
+def export_filters_parse(*, format: str, filters: dict) -> ExportFilters:
+    """Return the filters of a snapshot in `format`; raise ApplicationError naming each bad field."""
+    if format not in FORMATS:
+        message = f"Expected one of {', '.join(FORMATS)}, got {format!r}."
+        raise ApplicationError(message, extra={"fields": {"format": message}})
+    known = [field.name for field in dataclasses.fields(ExportFilters)]
+    unknown = sorted(set(filters) - set(known))
+    if unknown:
+        message = f"Unknown filter {unknown[0]!r}; the filters are {', '.join(known)}."
+        raise ApplicationError(message, extra={"fields": {"filters": message}})
+    parsed = ExportFilters(**filters)
+    errors = parsed.errors()
+    if FORMATS[format].corrupted and not parsed.images:
+        errors["images"] = f"The {format} format writes corrupted images into the zip; it needs images."
+    if errors:
+        fields = {f"filters.{name}": message for name, message in errors.items()}
+        raise ApplicationError("The export filters are not valid.", extra={"fields": fields})
+    return parsed
+
+
+def _cutoff(campaign: Campaign) -> Cutoff:
+    def newest(rows: QuerySet) -> int:
+        return rows.aggregate(newest=Max("id"))["newest"] or 0
+
+    return Cutoff(
+        at=clock.now(),
+        annotation=newest(Annotation.objects.filter(pair__campaign=campaign)),
+        prior=newest(PriorLabel.objects.filter(pair__campaign=campaign)),
+        pair=newest(Pair.objects.filter(campaign=campaign)),
+        score=newest(PairScore.objects.filter(run_id=campaign.active_model_id)),
+    )
+
+
+def _campaign_settings(campaign: Campaign) -> dict:
+    """Record the settings the rows depend on (margins are added by the worker, `_margins`)."""
+    return {
+        "strength_scale": campaign.strength_scale,
+        "strength_labels": list(campaign.strength_labels),
+        "overlap": campaign.overlap,
+        "gold_share": campaign.gold_share,
+        "surface_thresholds": {**DEFAULT_THRESHOLDS, **campaign.surface_thresholds},
+        "prior_trust": TrainConfig.prior_trust,
+    }
+
+
+def export_snapshot_create(
+    *, campaign: Campaign, format: str, filters: dict, created_by: AbstractBaseUser
+) -> ExportSnapshot:
+    """Record a snapshot of the campaign as it is now and queue its writing; the request returns at once."""
+    parsed = export_filters_parse(format=format, filters=filters)
+    with transaction.atomic():
+        snapshot = ExportSnapshot.objects.create(
+            campaign=campaign,
+            created_by=created_by,
+            format=format,
+            filters=parsed.as_json(),
+            model_run_id=campaign.active_model_id,
+            campaign_settings=_campaign_settings(campaign),
+            cutoff=_cutoff(campaign).as_json(),
+            code_version=code_version(),
+        )
+        transaction.on_commit(lambda: _dispatch(snapshot.pk))
+    return snapshot
+
+
+def _dispatch(snapshot_id: int) -> bool:
+    """Send the snapshot to a worker; with the broker down it stays queued and unsent, and that is logged."""
+    from workers.tasks import export_snapshot_run as task
+
+    try:
+        task.apply_async((snapshot_id,), queue=EXPORT_QUEUE)
+    except OperationalError:
+        logger.exception("Export snapshot %s stays queued: the broker is unreachable.", snapshot_id)
+        return False
+    queued = ExportSnapshot.objects.filter(pk=snapshot_id, status=ExportSnapshot.Status.QUEUED)
+    queued.update(dispatched_at=clock.now())
+    return True
+
+
+def exports_dispatch_pending() -> int:
+    """Send every queued snapshot that was never sent (or long ago, untaken); return how many were sent."""
+    resend_before = clock.now() - timedelta(seconds=RESEND_AFTER_SECONDS)
+    pending = ExportSnapshot.objects.filter(status=ExportSnapshot.Status.QUEUED).filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=resend_before)
+    )
+    return sum(_dispatch(snapshot_id) for snapshot_id in pending.values_list("pk", flat=True))
+
+
+def export_snapshot_for(user: AbstractBaseUser, snapshot_id: int) -> ExportSnapshot:
+    """Return a snapshot if the user may read its campaign's data; strangers get the 404 of a missing id."""
+    snapshot = ExportSnapshot.objects.select_related("campaign", "created_by").filter(pk=snapshot_id).first()
+    if snapshot is None:
+        raise NotFoundError(f"No export snapshot {snapshot_id}.")
+    access.campaign_for(user, snapshot.campaign_id, access.READ_DATA)
+    return snapshot
+
+
+def exports_of(campaign: Campaign) -> QuerySet[ExportSnapshot]:
+    """Return the campaign's snapshots, newest first."""
+    return campaign.exports.select_related("created_by").order_by("-id")
+
+
+def export_snapshot_file(snapshot: ExportSnapshot) -> Path:
+    """Return the written file of a succeeded snapshot; refuse (409) before that."""
+    if snapshot.status != ExportSnapshot.Status.SUCCEEDED:
+        raise ConflictError(
+            f"Snapshot {snapshot.pk} is {snapshot.status}; its file can be downloaded once it has succeeded.",
+            extra={"status": snapshot.status},
+        )
+    path = Path(default_storage.path(snapshot.file.name))
+    if not path.is_file():
+        raise NotFoundError(f"The file of snapshot {snapshot.pk} is missing from storage.")
+    return path
+
+
+def download_name(snapshot: ExportSnapshot) -> str:
+    return f"rewardlab-c{snapshot.campaign_id}-snapshot{snapshot.pk}-{snapshot.format}{Path(snapshot.file.name).suffix}"
+
+
+def media_type(snapshot: ExportSnapshot) -> str:
+    return MEDIA_TYPES[Path(snapshot.file.name).suffix]
+
+
+# The worker's side.
+
+
+class _Progress:
+    """Write the fraction done to the snapshot row, at most once per PROGRESS_STEP."""
+
+    def __init__(self, snapshot: ExportSnapshot) -> None:
+        self.snapshot = snapshot
+        self.reported = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        fraction = min(fraction, PROGRESS_WRITING)
+        if fraction - self.reported < PROGRESS_STEP:
+            return
+        self.reported = fraction
+        ExportSnapshot.objects.filter(pk=self.snapshot.pk).update(progress=fraction)
+
+
+def export_snapshot_run(*, snapshot_id: int) -> ExportSnapshot:
+    """Write a queued snapshot's file; a finished snapshot is returned untouched, so a redelivery does nothing.
+
+    A snapshot found RUNNING is written again: tasks acknowledge late, so that is a worker that died
+    mid-run, and the rerun writes the same bytes to a fresh temp file before renaming it into place.
+    """
+    snapshot = ExportSnapshot.objects.select_related("campaign").filter(pk=snapshot_id).first()
+    if snapshot is None:
+        raise NotFoundError(f"No export snapshot {snapshot_id}.")
+    if snapshot.is_terminal:
+        return snapshot
+    _update(snapshot, status=ExportSnapshot.Status.RUNNING, progress=0.0, error="")
+    try:
+        written = _write(snapshot)
+    except ApplicationError as exc:
+        _update(snapshot, status=ExportSnapshot.Status.FAILED, error=exc.message, finished_at=clock.now())
+        return snapshot
+    except Exception as exc:
+        reason = f"The export stopped on an unexpected error ({type(exc).__name__}); no file was written."
+        _update(snapshot, status=ExportSnapshot.Status.FAILED, error=reason, finished_at=clock.now())
+        raise
+    _update(snapshot, status=ExportSnapshot.Status.SUCCEEDED, progress=1.0, finished_at=clock.now(), **written)
+    return snapshot
+
+
+def _update(snapshot: ExportSnapshot, **fields: object) -> None:
+    """Write fields unless the snapshot already succeeded: a redelivered run racing the first must not undo it."""
+    ExportSnapshot.objects.filter(pk=snapshot.pk).exclude(status=ExportSnapshot.Status.SUCCEEDED).update(**fields)
+    snapshot.refresh_from_db()
+
+
+def _margins(snapshot: ExportSnapshot) -> list[float]:
+    """Return the margins per strength as training builds them for this strength scale, and record them."""
+    if "margins" not in snapshot.campaign_settings:
+        from annotate.services.training import run_config_for  # workers only: it loads torch
+
+        scale = snapshot.campaign_settings["strength_scale"]
+        margins = list(run_config_for(Campaign(strength_scale=scale), device="cpu").train.margins)
+        _update(snapshot, campaign_settings={**snapshot.campaign_settings, "margins": margins})
+    return snapshot.campaign_settings["margins"]
+
+
+def _spec(snapshot: ExportSnapshot) -> Spec:
+    """Read everything the rows depend on from the snapshot's record; refuse when the model's scores are gone."""
+    run = snapshot.model_run
+    if run is not None and run.artifact_pruned:
+        raise ConflictError(
+            f"The scores of model run {run.pk}, active when this snapshot was asked for, have been pruned since; "
+            "ask for a new snapshot."
+        )
+    margins = _margins(snapshot)
+    settings = snapshot.campaign_settings
+    return Spec(
+        campaign_id=snapshot.campaign_id,
+        filters=ExportFilters.from_json(snapshot.filters),
+        cutoff=Cutoff.from_json(snapshot.cutoff),
+        run_id=snapshot.model_run_id,
+        noise_threshold=settings["surface_thresholds"]["suspected_noise"],
+        margins=tuple(margins),
+        prior_trust=settings["prior_trust"],
+    )
+
+
+def _write(snapshot: ExportSnapshot) -> dict:
+    """Write the snapshot's file into place; return the fields that describe it."""
+    spec = _spec(snapshot)
+    fmt = FORMATS[snapshot.format]
+    verdicts = verdicts_at(spec)
+    scale = snapshot.campaign_settings["strength_scale"]
+    summary = Summary(
+        alpha_choice=campaign_alpha(verdicts.human.table, level="nominal", scale=scale),
+        alpha_strength=campaign_alpha(verdicts.human.table, level="ordinal", scale=scale),
+    )
+    suffix = ".zip" if spec.filters.images else ".jsonl"
+    name = f"{EXPORT_DIR}/campaign-{snapshot.campaign_id}/snapshot-{snapshot.pk}-{snapshot.format}{suffix}"
+    target = Path(default_storage.path(name))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    with SnapshotWriter(temp, packed=spec.filters.images, timestamp=snapshot.created_at) as writer:
+        for split, line in _lines(fmt, spec, verdicts, writer, summary, _Progress(snapshot)):
+            writer.add_row(split, line)
+            summary.rows[split] += 1
+        if writer.packed:
+            _add_card(writer, snapshot, fmt, summary)
+    os.replace(temp, target)
+    return {"file": name, "rows": writer.rows, "sha256": file_sha256(target), "size_bytes": target.stat().st_size}
+
+
+def _lines(
+    fmt: Format, spec: Spec, verdicts: Verdicts, writer: SnapshotWriter, summary: Summary, progress: _Progress
+) -> Iterator[tuple[str, dict]]:
+    """Yield (split, row) of the format, adding each row's images to the zip as it goes by."""
+    if fmt.per_annotation:
+        rows = annotation_rows(spec, verdicts, skipped=summary.skipped, on_progress=progress)
+    else:
+        rows = pair_rows(spec, verdicts, skipped=summary.skipped, on_progress=progress)
+    last_pair = None
+    for row in rows:
+        reason = None if fmt.per_annotation else keeps(fmt, row)
+        if reason:
+            summary.skipped[reason] += 1
+            continue
+        if row.pair_id != last_pair:
+            summary.add_pair(row.verdict)
+            last_pair = row.pair_id
+        if writer.packed:
+            _add_images(writer, fmt, row, summary)
+        for line in fmt.to_rows(row):
+            yield row.item.split, line
+
+
+def _add_images(writer: SnapshotWriter, fmt: Format, row: PairRow, summary: Summary) -> None:
+    """Copy the row's image into the zip once; for mDPO add its corrupted copy, seeded by the pair."""
+    new = not writer.has(row.item.image)
+    if not (new or fmt.corrupted):
+        return
+    with default_storage.open(row.item.image_file, "rb") as fp:
+        data = fp.read()
+    if new:
+        writer.add_member(row.item.image, data)
+        summary.images += 1
+    if fmt.corrupted:
+        writer.add_member(corrupted_name(row), corrupt_image_bytes(data, seed=corruption_seed(row)))
+        summary.corrupted += 1
+
+
+def corruption_seed(row: PairRow) -> int:
+    """Return the seed of a pair's corrupted image: from its identity, so every snapshot draws the same crop."""
+    key = json.dumps([row.item.external_id, row.a.id, row.b.id])
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
+def _add_card(writer: SnapshotWriter, snapshot: ExportSnapshot, fmt: Format, summary: Summary) -> None:
+    """Move the rows into the zip, then add LLaMA-Factory's dataset_info.json and the dataset card."""
+    files = writer.finish_rows()
+    if fmt.name == "llamafactory":
+        entry = dataset_info(f"rewardlab_c{snapshot.campaign_id}_s{snapshot.pk}", files)
+        writer.add_member("dataset_info.json", (json.dumps(entry, indent=2) + "\n").encode())
+    writer.add_member("README.md", render(snapshot, summary, files).encode())

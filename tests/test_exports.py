@@ -1,0 +1,504 @@
+"""Export snapshots (issue 6): every format loads with `datasets`, filters and splits, immutability, round trips.
+
+Most tests write snapshots in this process (`export_snapshot_run`, as the worker's task does); the last
+ones go through the API with a real Celery worker, and through a broker outage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from PIL import Image as PILImage
+
+from annotate import clock
+from annotate.exports.formats import FORMATS
+from annotate.models import (
+    Annotation,
+    Assignment,
+    Campaign,
+    ExportSnapshot,
+    Image,
+    Item,
+    ModelRun,
+    Pair,
+    PairScore,
+    PriorLabel,
+    Response,
+)
+from annotate.services.annotations import LabelInput, annotation_submit
+from annotate.services.campaigns import campaign_create, membership_set
+from annotate.services.exports import export_snapshot_create, export_snapshot_run
+from annotate.services.imports import import_package
+from rewardlab import data as rl
+from tests.conftest import wait_for
+from tests.test_loop_worker import broker_unreachable
+
+User = get_user_model()
+
+# What LLaMA-Factory's data/README.md documents for a dataset_info.json entry.
+LLAMAFACTORY_KEYS = {
+    "hf_hub_url", "ms_hub_url", "script_url", "cloud_file_name", "file_name", "formatting", "ranking", "subset",
+    "split", "folder", "num_samples", "columns", "tags",
+}  # fmt: skip
+LLAMAFACTORY_COLUMNS = {
+    "prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos", "audios",
+    "chosen", "rejected", "kto_tag",
+}  # fmt: skip
+LLAMAFACTORY_TAGS = {
+    "role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag",
+}  # fmt: skip
+
+
+def textured_image(seed: int) -> Image:
+    """Store a small image with texture, so mDPO's crop of it differs from the whole."""
+    picture = PILImage.new("RGB", (32, 24))
+    picture.putdata(
+        [((x * 8 + seed * 37) % 256, (y * 10) % 256, (x * y + seed) % 256) for y in range(24) for x in range(32)]
+    )
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    image = Image(sha256=sha, width=32, height=24, format="PNG", size_bytes=len(data))
+    image.file.save(f"{sha[:2]}/{sha}.png", ContentFile(data), save=False)
+    image.save()
+    return image
+
+
+def make_item(campaign: Campaign, external_id: str, image: Image, texts: tuple[str, ...], **fields) -> list[Pair]:
+    """Create an item with responses r0, r1, ... and a pair of every two of them."""
+    item = Item.objects.create(
+        campaign=campaign, external_id=external_id, image=image, prompt=f"What is in {external_id}?", **fields
+    )
+    responses = [
+        Response.objects.create(item=item, external_id=f"r{i}", text=text, model=f"m{i}")
+        for i, text in enumerate(texts)
+    ]
+    return [
+        Pair.objects.create(campaign=campaign, item=item, a=a, b=b, needed_labels=campaign.overlap)
+        for i, a in enumerate(responses)
+        for b in responses[i + 1 :]
+    ]
+
+
+def label(pair: Pair, username: str, choice: str, strength: int | None = None, *, on: date | None = None) -> None:
+    """Save a human label through the service, as an annotator's submit does."""
+    annotator = User.objects.get(username=username)
+    now = clock.now()
+    assignment = Assignment.objects.create(
+        pair=pair, annotator=annotator, left="b", leased_at=now, expires_at=now + timedelta(hours=1)
+    )
+    annotation, _ = annotation_submit(
+        assignment_id=assignment.pk, annotator=annotator, label=LabelInput(choice, strength, duration_ms=900)
+    )
+    if on is not None:
+        Annotation.objects.filter(pk=annotation.pk).update(
+            created_at=datetime(on.year, on.month, on.day, 12, tzinfo=UTC)
+        )
+
+
+@pytest.fixture
+def pairs(campaign, make_user) -> dict[str, Pair]:
+    """A campaign whose pairs cover every case a filter or format tells apart, by name."""
+    make_user("ann3")
+    membership_set(campaign=campaign, username="ann3", role="annotator")
+    scene = make_item(
+        campaign, "scene-a", textured_image(1), ("Two cups.", "Three cups.", "A cat."),
+        facts={"answer": "two"}, meta={"qtype": "counting"},
+    )  # fmt: skip
+    named = {"agreed": scene[0], "single": scene[1], "both": scene[2]}
+    for index, name in enumerate(("split_vote", "neither", "tie", "prior", "gold", "old", "unlabeled"), start=2):
+        named[name] = make_item(campaign, f"scene-{name}", textured_image(index), (f"{name} one.", f"{name} two."))[0]
+    label(named["agreed"], "ann1", "b", 3)
+    label(named["agreed"], "ann2", "b", 4)
+    label(named["single"], "ann1", "a", 2)
+    label(named["both"], "ann1", "both")
+    label(named["both"], "ann2", "both")
+    for username, choice in (("ann1", "b"), ("ann2", "b"), ("ann3", "a")):
+        label(named["split_vote"], username, choice, 2)
+    label(named["neither"], "ann1", "neither")
+    label(named["neither"], "ann2", "neither")
+    label(named["tie"], "ann1", "a", 1)
+    label(named["tie"], "ann2", "b", 1)
+    PriorLabel.objects.create(pair=named["prior"], more_hallucinated="b", strength=2, source="rlaif-v")
+    Pair.objects.filter(pk=named["gold"].pk).update(gold_answer="a")
+    label(named["gold"], "ann1", "a", 3)
+    label(named["old"], "ann1", "b", 1, on=date(2020, 6, 1))
+    return named
+
+
+def export(campaign: Campaign, fmt: str, **filters) -> ExportSnapshot:
+    snapshot = export_snapshot_create(campaign=campaign, format=fmt, filters=filters, created_by=campaign.created_by)
+    return export_snapshot_run(snapshot_id=snapshot.pk)
+
+
+def snapshot_path(snapshot: ExportSnapshot) -> Path:
+    assert snapshot.status == "succeeded", snapshot.error
+    return Path(snapshot.file.path)
+
+
+def unpack(snapshot: ExportSnapshot, folder: Path) -> Path:
+    with zipfile.ZipFile(snapshot_path(snapshot)) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+def loaded(folder: Path, cache: Path) -> dict:
+    """Load every split file with `datasets`, as the dataset card says."""
+    files = {
+        split: str(folder / f"{split}.jsonl") for split in ("train", "test") if (folder / f"{split}.jsonl").exists()
+    }
+    return load_dataset("json", data_files=files, cache_dir=str(cache))
+
+
+def rows_of(snapshot: ExportSnapshot) -> list[dict]:
+    with zipfile.ZipFile(snapshot_path(snapshot)) as archive:
+        names = [name for name in ("train.jsonl", "test.jsonl") if name in archive.namelist()]
+        return [json.loads(line) for name in names for line in archive.read(name).splitlines()]
+
+
+def external_ids(snapshot: ExportSnapshot) -> set[str]:
+    return {row["external_id"] for row in rows_of(snapshot)}
+
+
+def user_message(prompt: list) -> str:
+    (message,) = prompt
+    assert message["role"] == "user" and message["content"][0]["type"] == "image"
+    return message["content"][1]["text"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_each_format_loads_with_datasets(pairs, campaign, fmt, tmp_path):
+    snapshot = export(campaign, fmt, test_share=0.0)
+    folder = unpack(snapshot, tmp_path / "snapshot")
+    dataset = loaded(folder, tmp_path / "hf")["train"]
+
+    assert set(dataset.column_names) == set(FORMATS[fmt].columns), "every column is documented, none is missing"
+    assert len(dataset) == snapshot.rows > 0
+    for images in dataset["images"] if "images" in dataset.column_names else [[path] for path in dataset["image"]]:
+        assert len(images) == 1 and (folder / images[0]).is_file()
+    card = (folder / "README.md").read_text()
+    assert f"format `{fmt}`" in card and "Krippendorff" in card and str(snapshot.rows) in card
+    check = CHECKS.get(fmt)
+    if check:
+        check(dataset, folder)
+
+
+def check_reward(dataset, folder) -> None:
+    """RewardTrainer reads `chosen`, `rejected` and the explicit `prompt` as text, and a float `margin`."""
+    row = dataset[0]
+    assert all(isinstance(row[key], str) for key in ("prompt", "chosen", "rejected"))
+    assert all(isinstance(margin, float) for margin in dataset["margin"])
+    by_id = {(r["external_id"], tuple(r["pair"])): r for r in dataset}
+    agreed = by_id[("scene-a", ("r0", "r1"))]
+    assert (agreed["chosen"], agreed["rejected"], agreed["chosen_id"]) == ("Two cups.", "Three cups.", "r0")
+    assert (agreed["strength"], agreed["margin"], agreed["n_labels"], agreed["agreement"]) == (3, 0.6667, 2, 1.0)
+    assert agreed["facts"] == {"answer": "two"} and agreed["p_a_better"] is None and agreed["weight"] == 1.0
+
+
+def check_trl_dpo(dataset, folder) -> None:
+    """DPOTrainer's conversational preference: a user turn with the image, one assistant turn each side."""
+    for row in dataset:
+        assert user_message(row["prompt"]).startswith("What is in")
+        for key in ("chosen", "rejected"):
+            (message,) = row[key]
+            assert message["role"] == "assistant" and message["content"][0]["type"] == "text"
+
+
+def check_mdpo(dataset, folder) -> None:
+    check_trl_dpo(dataset, folder)
+    for row in dataset:
+        (original,), (corrupted,) = row["images"], row["corrupted_images"]
+        with PILImage.open(folder / original) as whole, PILImage.open(folder / corrupted) as crop:
+            assert whole.size == crop.size and whole.tobytes() != crop.tobytes()
+
+
+def check_llamafactory(dataset, folder) -> None:
+    info = json.loads((folder / "dataset_info.json").read_text())
+    (entry,) = info.values()
+    assert set(entry) <= LLAMAFACTORY_KEYS and set(entry["columns"]) <= LLAMAFACTORY_COLUMNS
+    assert set(entry["tags"]) <= LLAMAFACTORY_TAGS
+    assert entry["file_name"] == "train.jsonl" and entry["formatting"] == "sharegpt" and entry["ranking"] is True
+    assert set(entry["columns"].values()) <= set(dataset.column_names)
+    for row in dataset:
+        (turn,) = row["conversations"]
+        assert turn["from"] == "human" and turn["value"].count("<image>") == len(row["images"]) == 1
+        assert row["chosen"]["from"] == row["rejected"]["from"] == "gpt"
+
+
+def check_llava_rlhf(dataset, folder) -> None:
+    """LLaVA-RLHF: output_1 is a, output_2 is b, `preference` the better one; one <image> opens the question."""
+    for row in dataset:
+        assert row["preference"] in (1, 2) and row["conversations"][0]["value"].startswith("<image>\n")
+        assert row["output_1"]["from"] == row["output_2"]["from"] == "llava"
+    agreed = next(row for row in dataset if row["id"] == "scene-a:r0:r1")
+    assert (agreed["output_1"]["value"], agreed["preference"]) == ("Two cups.", 1), "b is the more hallucinated"
+
+
+def check_kto(dataset, folder) -> None:
+    labels = {(row["external_id"], row["response_id"]): row["label"] for row in dataset}
+    assert labels[("scene-a", "r0")] in (True, False)
+    assert (labels[("scene-neither", "r0")], labels[("scene-neither", "r1")]) == (True, True)
+    both = [row["label"] for row in dataset if row["more_hallucinated"] == "both"]
+    assert both == [False, False]
+    assert all(isinstance(row["label"], bool) for row in dataset)
+
+
+CHECKS = {
+    "reward": check_reward,
+    "trl-dpo": check_trl_dpo,
+    "mdpo": check_mdpo,
+    "llamafactory": check_llamafactory,
+    "llava-rlhf": check_llava_rlhf,
+    "kto": check_kto,
+}
+
+
+def pair_names(pairs: dict[str, Pair], snapshot: ExportSnapshot) -> set[str]:
+    """Name the pairs a paired snapshot has rows for."""
+    names = {(p.item.external_id, p.a.external_id, p.b.external_id): name for name, p in pairs.items()}
+    return {names[(row["external_id"], *row["pair"])] for row in rows_of(snapshot)}
+
+
+@pytest.mark.django_db
+def test_filters_change_the_rows_as_asked(pairs, campaign):
+    run = ModelRun.objects.create(campaign=campaign, trigger="lead", status="succeeded")
+    for name, pair in pairs.items():
+        PairScore.objects.create(
+            run=run, pair=pair, p_a_better=0.7, entropy=0.88, mutual_info=0.01, text_only_p_a_better=0.5,
+            shortcut_score=0.4, noise_score=0.9 if name == "single" else 0.1, weight=0.8,
+        )  # fmt: skip
+    Campaign.objects.filter(pk=campaign.pk).update(active_model=run)
+    campaign.refresh_from_db()
+    everything = {"agreed", "single", "split_vote", "gold", "old"}  # ties, both, neither and unlabeled give no pair
+
+    default = export(campaign, "reward")
+    assert pair_names(pairs, default) == everything
+    row = next(row for row in rows_of(default) if row["external_id"] == "scene-split_vote")
+    assert (row["p_a_better"], row["weight"], row["agreement"], row["n_labels"]) == (0.7, 0.8, 0.6667, 3)
+    assert pair_names(pairs, export(campaign, "reward", min_agreement=0.9)) == everything - {"split_vote"}
+    assert pair_names(pairs, export(campaign, "reward", min_labels=2)) == {"agreed", "split_vote"}
+    assert pair_names(pairs, export(campaign, "reward", exclude_suspected_noise=True)) == everything - {"single"}
+    assert pair_names(pairs, export(campaign, "reward", gold="exclude")) == everything - {"gold"}
+    assert pair_names(pairs, export(campaign, "reward", gold="only")) == {"gold"}
+    assert pair_names(pairs, export(campaign, "reward", labeled_to=date(2020, 12, 31))) == {"old"}
+    assert pair_names(pairs, export(campaign, "reward", labeled_from=date(2021, 1, 1))) == everything - {"old"}
+    with_priors = export(campaign, "reward", labels="with_priors")
+    assert pair_names(pairs, with_priors) == everything | {"prior"}
+    prior = next(row for row in rows_of(with_priors) if row["external_id"] == "scene-prior")
+    assert (prior["label_source"], prior["weight"], prior["rejected"]) == ("prior", 0.4, "prior two.")
+    gold = next(row for row in rows_of(default) if row["external_id"] == "scene-gold")
+    assert (gold["label_source"], gold["rejected_id"], gold["strength"]) == ("gold", "r0", 3)
+
+
+@pytest.mark.django_db
+def test_the_split_is_by_image_so_no_image_or_item_is_in_both(campaign):
+    shared = textured_image(50)
+    for index in range(16):
+        image = shared if index < 3 else textured_image(100 + index)
+        (pair,) = make_item(campaign, f"item-{index:02d}", image, ("One.", "Two."))
+        label(pair, "ann1", "b", 2)
+
+    snapshot = export(campaign, "reward", test_share=0.5)
+    sides: dict[str, set[str]] = {"train": set(), "test": set()}
+    images: dict[str, set[str]] = {"train": set(), "test": set()}
+    for row in rows_of(snapshot):
+        sides[row["split"]].add(row["external_id"])
+        images[row["split"]].update(row["images"])
+    assert sides["train"] and sides["test"], "both splits have rows"
+    assert not sides["train"] & sides["test"] and not images["train"] & images["test"]
+    assert len({next(side for side in sides if f"item-{i:02d}" in sides[side]) for i in range(3)}) == 1
+    again = {row["external_id"]: row["split"] for row in rows_of(export(campaign, "kto", test_share=0.5))}
+    assert all(again[external_id] == split for split in sides for external_id in sides[split])
+
+
+@pytest.mark.django_db
+def test_a_snapshot_is_fixed_when_asked_for_and_downloads_byte_identical(pairs, campaign, api_as):
+    snapshot = export_snapshot_create(campaign=campaign, format="mdpo", filters={}, created_by=campaign.created_by)
+    label(pairs["unlabeled"], "ann1", "a", 4)  # given after the snapshot was asked for, before a worker wrote it
+    snapshot = export_snapshot_run(snapshot_id=snapshot.pk)
+    assert "scene-unlabeled" not in external_ids(snapshot)
+    assert snapshot.rows == 5 and len(snapshot.sha256) == 64
+
+    researcher = api_as("res")
+    url = f"/api/v1/exports/{snapshot.pk}/download/"
+    first = researcher.get(url)
+    body = b"".join(first.streaming_content)
+    assert hashlib.sha256(body).hexdigest() == snapshot.sha256
+    assert int(first["Content-Length"]) == len(body) == snapshot.size_bytes
+    assert first["ETag"] == f'"{snapshot.sha256}"' and first["Content-Type"] == "application/zip"
+    assert f'filename="rewardlab-c{campaign.pk}-snapshot{snapshot.pk}-mdpo.zip"' in first["Content-Disposition"]
+
+    label(pairs["tie"], "ann3", "b", 2)  # a later label
+    second = researcher.get(url)
+    assert b"".join(second.streaming_content) == body
+    assert researcher.get(url, headers={"If-None-Match": first["ETag"]}).status_code == 304
+    # A worker that died mid-run leaves the snapshot running; the redelivered task writes the same bytes.
+    ExportSnapshot.objects.filter(pk=snapshot.pk).update(status="running")
+    assert export_snapshot_run(snapshot_id=snapshot.pk).sha256 == snapshot.sha256
+    assert snapshot_path(snapshot).read_bytes() == body
+    fresh = export(campaign, "mdpo")
+    assert "scene-unlabeled" in external_ids(fresh)
+    with zipfile.ZipFile(snapshot_path(snapshot)) as old, zipfile.ZipFile(snapshot_path(fresh)) as new:
+        name = next(name for name in old.namelist() if name.startswith("corrupted/"))
+        assert old.read(name) == new.read(name), "the corrupted image is seeded by the pair"
+
+
+@pytest.mark.django_db
+def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardlab(pairs, campaign, tmp_path):
+    snapshot = export(campaign, "reward", test_share=0.5, labels="with_priors")
+    folder = unpack(snapshot, tmp_path / "snapshot")
+    rows = rows_of(snapshot)
+    # The import reads TRL preference rows from a package's items.jsonl: one item per row, the rest in meta.
+    (folder / "items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    copy = campaign_create(created_by=campaign.created_by, name="Round trip")
+
+    summary = import_package(campaign=copy, path=folder)
+
+    assert summary.items == summary.pairs == summary.priors == len(rows) == 6
+    originals = {(p.item.external_id, p.a.external_id, p.b.external_id): p for p in pairs.values()}
+    for item in Item.objects.filter(campaign=copy).select_related("image"):
+        original = originals[(item.meta["external_id"], *item.meta["pair"])]
+        assert (item.prompt, item.image_id) == (original.item.prompt, original.item.image_id)
+        pair = item.pairs.select_related("a", "b").get()
+        assert {pair.a.text, pair.b.text} == {original.a.text, original.b.text}
+        worse = pair.a if pair.prior_labels.get().more_hallucinated == "a" else pair.b
+        rejected = original.a if item.meta["rejected_id"] == original.a.external_id else original.b
+        assert worse.text == rejected.text, "the label's direction survives"
+
+    with rl.load_dataset(snapshot_path(snapshot)) as data:
+        assert len(data.pairs) == len(data.labels) == 6
+        by_key = {(data.items[p.item].external_id, p.a_id, p.b_id): i for i, p in enumerate(data.pairs)}
+        agreed = data.labels[by_key[("scene-a", "r0", "r1")]]
+        assert (agreed.more_hallucinated, agreed.strength, agreed.source) == ("b", 3, "human")
+        assert data.labels[by_key[("scene-prior", "r0", "r1")]].weight == 0.5
+        assert data.read_image(data.items[0].image).startswith(b"\x89PNG")
+
+
+def worse_of(fmt: str, row: dict) -> tuple[str, str]:
+    """Return (question, the more hallucinated answer's text) of a trl-dpo or llava-rlhf row."""
+    if fmt == "trl-dpo":
+        return user_message(row["prompt"]), row["rejected"][0]["content"][0]["text"]
+    worse = row["output_2"] if row["preference"] == 1 else row["output_1"]
+    return row["conversations"][0]["value"].removeprefix("<image>\n"), worse["value"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["trl-dpo", "llava-rlhf"])
+def test_trl_dpo_and_llava_rlhf_exports_import_back(pairs, campaign, fmt, tmp_path):
+    snapshot = export(campaign, fmt)
+    folder = unpack(snapshot, tmp_path / "snapshot")
+    rows = rows_of(snapshot)
+    (folder / "items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    copy = campaign_create(created_by=campaign.created_by, name="Round trip")
+
+    assert import_package(campaign=copy, path=folder).priors == len(rows) == 5
+    imported = set()
+    for item in Item.objects.filter(campaign=copy):
+        pair = item.pairs.select_related("a", "b").get()
+        imported.add((item.prompt, (pair.a if pair.prior_labels.get().more_hallucinated == "a" else pair.b).text))
+    assert imported == {worse_of(fmt, row) for row in rows}
+
+
+@pytest.mark.django_db
+def test_an_annotations_export_reads_with_rewardlab(pairs, campaign):
+    snapshot = export(campaign, "annotations", gold="exclude")
+
+    with rl.load_dataset(snapshot_path(snapshot)) as data:
+        assert len(data.labels) == snapshot.rows == Annotation.objects.exclude(pair=pairs["gold"]).count()
+        assert all(label.source == "human" for label in data.labels)
+        scene = next(item for item in data.items if item.external_id == "scene-a")
+        assert scene.facts == {"answer": "two"} and scene.meta == {"qtype": "counting"}
+    row = rows_of(snapshot)[0]
+    assert row["annotator"].startswith("ann-") and row["shown_left"] == "b" and row["duration_ms"] == 900
+
+
+@pytest.mark.django_db
+def test_the_api_names_bad_fields_and_refuses_a_download_before_the_file(campaign, api_as):
+    researcher = api_as("res")
+    url = f"/api/v1/campaigns/{campaign.pk}/exports/"
+    cases = [
+        ({"format": "reward", "filters": {"min_agreement": 2}}, "filters.min_agreement"),
+        ({"format": "mdpo", "filters": {"images": False}}, "filters.images"),
+        ({"format": "parquet"}, "format"),
+        (
+            {"format": "reward", "filters": {"labeled_from": "2026-02-01", "labeled_to": "2026-01-01"}},
+            "filters.labeled_to",
+        ),
+    ]
+    for body, field in cases:
+        response = researcher.post(url, body, format="json")
+        assert response.status_code == 400 and field in response.json()["fields"], response.json()
+
+    created = researcher.post(url, {"format": "annotations", "filters": {"images": False}}, format="json")
+    assert created.status_code == 202 and created.json()["status"] == "queued"
+    download = researcher.get(f"/api/v1/exports/{created.json()['id']}/download/")
+    assert download.status_code == 409 and download.json()["status"] == "queued"
+    export_snapshot_run(snapshot_id=created.json()["id"])
+    body = researcher.get(f"/api/v1/exports/{created.json()['id']}/").json()
+    assert body["status"] == "succeeded" and body["download_url"].endswith("/download/")
+
+
+@pytest.mark.django_db
+def test_without_images_a_snapshot_is_one_bare_jsonl(pairs, campaign, tmp_path):
+    snapshot = export(campaign, "trl-dpo", images=False, test_share=0.5)
+
+    assert snapshot.file.name.endswith(".jsonl")
+    dataset = load_dataset("json", data_files=snapshot.file.path, cache_dir=str(tmp_path / "hf"))["train"]
+    assert len(dataset) == snapshot.rows and set(dataset["split"]) <= {"train", "test"}
+
+
+@pytest.mark.django_db
+def test_the_exports_page_lists_makes_and_polls_snapshots(pairs, campaign, client):
+    client.force_login(User.objects.get(username="res"))
+    url = f"/campaigns/{campaign.pk}/exports/"
+    assert "New export" in client.get(url).content.decode()
+
+    refused = client.post(url, {"format": "reward", "min_agreement": "2"})
+    assert refused.status_code == 422 and "Expected a number from 0 to 1" in refused.content.decode()
+    made = client.post(url, {"format": "kto", "images": "on", "test_share": "0.2"}, headers={"HX-Request": "true"})
+    assert made.status_code == 202 and 'hx-trigger="load delay:1s"' in made.content.decode()
+    snapshot = ExportSnapshot.objects.get(campaign=campaign)
+    assert snapshot.filters["test_share"] == 0.2 and snapshot.filters["images"] is True
+
+    export_snapshot_run(snapshot_id=snapshot.pk)
+    status = client.get(f"/exports/{snapshot.pk}/status/", headers={"HX-Request": "true"})
+    assert status.status_code == 286 and f"/api/v1/exports/{snapshot.pk}/download/" in status.content.decode()
+
+
+def _finished(client, snapshot_id: int) -> dict | None:
+    body = client.get(f"/api/v1/exports/{snapshot_id}/").json()
+    return body if body["status"] in {"succeeded", "failed"} else None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_writes_snapshots_even_those_asked_for_while_the_broker_was_down(campaign, api_as, start_worker):
+    for index in range(3):
+        (pair,) = make_item(campaign, f"item-{index}", textured_image(index), ("One.", "Two."))
+        label(pair, "ann1", "b", 2)
+    researcher = api_as("res")
+    url = f"/api/v1/campaigns/{campaign.pk}/exports/"
+    with broker_unreachable():
+        late = researcher.post(url, {"format": "trl-dpo"}, format="json")
+    assert late.status_code == 202
+    assert ExportSnapshot.objects.get(pk=late.json()["id"]).dispatched_at is None, "nothing reached the broker"
+
+    start_worker()  # a worker's first beat sends what the broker never got
+    done = wait_for(lambda: _finished(researcher, late.json()["id"]), what="the worker to write the late snapshot")
+    assert done["status"] == "succeeded" and done["progress"] == 1.0 and done["rows"] == 3, done["error"]
+
+    sent = researcher.post(url, {"format": "llava-rlhf", "filters": {"test_share": 0}}, format="json")
+    done = wait_for(lambda: _finished(researcher, sent.json()["id"]), what="the worker to write the snapshot")
+    assert done["status"] == "succeeded" and done["progress"] == 1.0, done["error"]
+    body = b"".join(researcher.get(done["download_url"]).streaming_content)
+    assert hashlib.sha256(body).hexdigest() == done["sha256"]
