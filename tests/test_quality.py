@@ -258,3 +258,19 @@ def test_ordinal_alpha_survives_labels_above_a_lowered_strength_scale():
     assert agreement.campaign_alpha(table, level="ordinal", scale=2) == agreement.campaign_alpha(
         table, level="ordinal", scale=4
     )
+
+
+def test_alpha_over_many_pairs_is_estimated_on_a_bounded_sample(monkeypatch):
+    """Memory stays bounded on huge campaigns; the estimate stays close to alpha over every pair."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    truth = rng.integers(0, 2, n)
+    choices = np.where(rng.random((n, 3)) < 0.8, truth[:, None], 1 - truth[:, None])
+    table = LabelTable.from_columns(
+        np.repeat(np.arange(n), 3), np.tile([1, 2, 3], n), [CHOICES[c] for c in choices.ravel()], [2.0] * (3 * n)
+    )
+    full = agreement.campaign_alpha(table, level="nominal", scale=4)
+    monkeypatch.setattr(agreement, "MAX_ALPHA_UNITS", 1000)
+    sampled = agreement.campaign_alpha(table, level="nominal", scale=4)
+    assert sampled.pairs == full.pairs == n
+    assert sampled.value != full.value and abs(sampled.value - full.value) < 0.05

@@ -33,7 +33,6 @@ from kombu.exceptions import OperationalError
 
 from annotate import access, clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
-from annotate.exports.agreement import campaign_alpha
 from annotate.exports.card import Summary, render
 from annotate.exports.filters import ExportFilters
 from annotate.exports.formats import FORMATS, Format, corrupted_name, dataset_info, keeps
@@ -41,6 +40,7 @@ from annotate.exports.labels import Verdicts
 from annotate.exports.rows import Cutoff, PairRow, Spec, annotation_rows, pair_rows, verdicts_at
 from annotate.exports.writer import SnapshotWriter, file_sha256
 from annotate.models import Annotation, Campaign, ExportSnapshot, Pair, PairScore, PriorLabel
+from annotate.quality.agreement import campaign_alpha
 from annotate.services.priorities import DEFAULT_THRESHOLDS
 from rewardlab.config import TrainConfig
 from rewardlab.corrupt import corrupt_image_bytes
