@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from annotate.models import Membership
 from annotate.services.campaigns import campaign_create, membership_set
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -139,6 +140,19 @@ def start_worker(django_db_setup, settings, tmp_path):
 def worker_process(start_worker):
     """One real Celery worker process for the test (see `start_worker`)."""
     return start_worker()
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Headless Chromium (Debian's) driven by Playwright; see tests/browser.py."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Before Playwright starts its loop: the ORM calls of the test and its fixtures run beside it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    playwright = sync_api.sync_playwright().start()
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+    playwright.stop()
 
 
 def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):

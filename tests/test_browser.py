@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -20,17 +19,13 @@ from annotate.models import Annotation, Image, Item, ModelRun, Pair, Response
 from annotate.services.campaigns import campaign_update
 from annotate.services.imports import import_package
 from rewardlab.synthetic import SyntheticConfig, write_package
+from tests.browser import ARTIFACTS, DESKTOP, PHONE, sign_in, watch_problems
 from tests.conftest import wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 
 SCENES = [
     (
@@ -99,30 +94,13 @@ def scenes(campaign):
     return campaign
 
 
-@pytest.fixture
-def browser(monkeypatch):
-    # Before Playwright starts its loop: the ORM calls of the test and its fixtures run beside it.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    playwright = sync_api.sync_playwright().start()
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-    playwright.stop()
-
-
 def test_annotator_labels_three_pairs_with_the_keyboard(live_server, browser, scenes):
     expect = sync_api.expect
     page = browser.new_page(viewport=DESKTOP)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
+    problems = watch_problems(page)
 
     # Sign in through the form, then open the campaign's label page from the list.
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "ann1")
-    page.fill("#id_password", "pw-ann1")
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server.url, "ann1")
     page.get_by_role("link", name="Label").click()
     page.wait_for_url(f"{live_server.url}/campaigns/{scenes.pk}/label/")
     assert page.evaluate("typeof window.htmx") == "object", "htmx did not load from the npm package"
@@ -200,11 +178,7 @@ def test_lead_retrains_from_the_model_page_and_watches_the_run_finish(
     )
 
     page = browser.new_page(viewport=DESKTOP)
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "lead")
-    page.fill("#id_password", "pw-lead")
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server.url, "lead")
     page.get_by_role("link", name="Model").first.click()
     page.wait_for_url(f"{live_server.url}/campaigns/{campaign.pk}/model/")
     expect(page.locator(".model-card__run")).to_contain_text(f"Run {first.pk}")

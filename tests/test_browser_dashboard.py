@@ -1,15 +1,14 @@
 """The quality dashboard in headless Chromium: a lead opens it from the campaign list; screenshots for review.
 
 Six annotators, three of them with habits a lead should spot: ann1 flags whatever is shown on the
-left, ann3 always prefers the longer answer, ann4 answers at random, fails gold and is paused. The browser fixture is
-test_browser.py's (DJANGO_ALLOW_ASYNC_UNSAFE: Playwright's sync API runs an event loop in this thread).
+left, ann3 always prefers the longer answer, ann4 answers at random, fails gold and is paused.
+The browser fixture and helpers are shared (tests/conftest.py, tests/browser.py).
 """
 
 from __future__ import annotations
 
 import random
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -18,6 +17,7 @@ from annotate import clock
 from annotate.models import Annotation, Campaign, ModelRun
 from annotate.services.campaigns import membership_set
 from annotate.services.quality import gold_check
+from tests.browser import ARTIFACTS, DESKTOP, PHONE, sign_in, watch_problems
 from tests.factories import make_pairs
 from tests.test_stats import label
 
@@ -25,23 +25,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 DAYS = 6
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    # Before Playwright starts its loop: the ORM calls of the test and its fixtures run beside it.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    playwright = sync_api.sync_playwright().start()
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 def answer(habit: str, *, truth: str, left: str, rng: random.Random) -> str:
@@ -101,15 +85,9 @@ def crowd(campaign, make_user):
 def test_lead_opens_the_dashboard_and_spots_the_biased_and_the_paused(live_server, browser, crowd):
     expect = sync_api.expect
     page = browser.new_page(viewport=DESKTOP)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
+    problems = watch_problems(page)
 
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "lead")
-    page.fill("#id_password", "pw-lead")
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server.url, "lead")
     page.locator(f"#campaign-{crowd.pk}").get_by_role("link", name="Dashboard").click()
     page.wait_for_url(f"{live_server.url}/campaigns/{crowd.pk}/dashboard/")
 

@@ -6,22 +6,16 @@ as "async unsafe"; DJANGO_ALLOW_ASYNC_UNSAFE is Django's documented switch for e
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from annotate.models import Campaign, Membership
 from annotate.services.campaigns import campaign_update
+from tests.browser import ARTIFACTS, DESKTOP, PHONE, sign_in, watch_problems
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 INSTRUCTIONS = (
     "# How to judge\n"
     "Compare both answers **against the image**, not against each other.\n\n"
@@ -29,17 +23,6 @@ INSTRUCTIONS = (
     "- A wrong colour is an *attribute* hallucination.\n\n"
     "See the [labeling guide](https://example.org/guide)."
 )
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    # Before Playwright starts its loop: the ORM calls of the test and its fixtures run beside it.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    playwright = sync_api.sync_playwright().start()
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 def _is_problem(message) -> bool:
@@ -52,14 +35,8 @@ def lead_page(live_server, browser, campaign):
     """A desktop tab signed in as the campaign's lead, failing the test on any page or console error."""
     campaign_update(campaign=campaign, instructions=INSTRUCTIONS)
     page = browser.new_page(viewport=DESKTOP)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda message: _is_problem(message) and problems.append(f"console: {message.text}"))
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "lead")
-    page.fill("#id_password", "pw-lead")
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{live_server.url}/")
+    problems = watch_problems(page, console=_is_problem)
+    sign_in(page, live_server.url, "lead")
     yield page
     page.close()
     assert problems == []
