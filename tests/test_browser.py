@@ -1,7 +1,6 @@
 """The labeling page in headless Chromium: sign in, label three pairs from the keyboard alone.
 
-Playwright's sync API runs an event loop in this thread, so Django's ORM calls here would be refused
-as "async unsafe"; DJANGO_ALLOW_ASYNC_UNSAFE is Django's documented switch for exactly this case.
+The browser fixture and helpers are shared (tests/conftest.py, tests/browser.py).
 """
 
 from __future__ import annotations
