@@ -8,14 +8,16 @@ allow the action gets `PermissionDeniedError`. Staff act as every role in every 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 
 from annotate.exceptions import NotFoundError, PermissionDeniedError
 from annotate.models import Campaign, ImportJob, Membership
 
 Role = Membership.Role
+T = TypeVar("T", bound=Model)
 
 # What each action asks of the user's role in the campaign.
 ANY_MEMBER: frozenset[str] = frozenset(Role.values)
@@ -93,10 +95,17 @@ def image_visible_to(user: AbstractBaseUser, image_sha256: str) -> bool:
     return campaigns_visible_to(user).filter(items__image__sha256=image_sha256).exists()
 
 
+def campaign_object_for(user: AbstractBaseUser, rows: QuerySet[T], pk: int, roles: Iterable[str], *, what: str) -> T:
+    """Return the row of `rows` with this id (a job, run or snapshot) if the user holds one of `roles` in its
+    campaign; strangers get the same 404 as for a missing id."""
+    row = rows.filter(pk=pk).first()
+    if row is None:
+        raise NotFoundError(f"No {what} {pk}.")
+    campaign_for(user, row.campaign_id, roles)
+    return row
+
+
 def import_job_for(user: AbstractBaseUser, job_id: int) -> ImportJob:
-    """Return an import job if the user leads its campaign; strangers get the same 404 as for a missing id."""
-    job = ImportJob.objects.select_related("created_by", "campaign").filter(pk=job_id).first()
-    if job is None:
-        raise NotFoundError(f"No import job {job_id}.")
-    campaign_for(user, job.campaign_id, MANAGE)
-    return job
+    """Return an import job if the user leads its campaign."""
+    jobs = ImportJob.objects.select_related("created_by", "campaign")
+    return campaign_object_for(user, jobs, job_id, MANAGE, what="import job")

@@ -80,12 +80,9 @@ def model_runs_of(campaign: Campaign) -> QuerySet[ModelRun]:
 
 
 def model_run_for(user: AbstractBaseUser, run_id: int, roles: Iterable[str]) -> ModelRun:
-    """Return a run if the user holds one of `roles` in its campaign; strangers get the 404 of a missing id."""
-    run = ModelRun.objects.select_related("campaign", "requested_by").filter(pk=run_id).first()
-    if run is None:
-        raise NotFoundError(f"No model run {run_id}.")
-    access.campaign_for(user, run.campaign_id, roles)
-    return run
+    """Return a run if the user holds one of `roles` in its campaign."""
+    runs = ModelRun.objects.select_related("campaign", "requested_by")
+    return access.campaign_object_for(user, runs, run_id, roles, what="model run")
 
 
 @dataclass(frozen=True)

@@ -157,12 +157,9 @@ def exports_dispatch_pending() -> int:
 
 
 def export_snapshot_for(user: AbstractBaseUser, snapshot_id: int) -> ExportSnapshot:
-    """Return a snapshot if the user may read its campaign's data; strangers get the 404 of a missing id."""
-    snapshot = ExportSnapshot.objects.select_related("campaign", "created_by").filter(pk=snapshot_id).first()
-    if snapshot is None:
-        raise NotFoundError(f"No export snapshot {snapshot_id}.")
-    access.campaign_for(user, snapshot.campaign_id, access.READ_DATA)
-    return snapshot
+    """Return a snapshot if the user may read its campaign's data."""
+    snapshots = ExportSnapshot.objects.select_related("campaign", "created_by")
+    return access.campaign_object_for(user, snapshots, snapshot_id, access.READ_DATA, what="export snapshot")
 
 
 def exports_of(campaign: Campaign) -> QuerySet[ExportSnapshot]:
