@@ -11,11 +11,9 @@ from __future__ import annotations
 from django import forms
 from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_safe
-from django_htmx.http import HttpResponseStopPolling, reswap, retarget
+from django_htmx.http import reswap, retarget
 
 from annotate import access
 from annotate.exceptions import ApplicationError
@@ -24,6 +22,7 @@ from annotate.models import Campaign, ExportSnapshot
 from annotate.services.exports import export_snapshot_create, export_snapshot_for, exports_of
 from annotate.views.auth import login_required
 from annotate.views.errors import INVALID_STATUS, renders_errors
+from annotate.views.polling import polled_fragment
 
 PAGE_TEMPLATE = "exports/page.html"
 SNAPSHOT_TEMPLATE = f"{PAGE_TEMPLATE}#snapshot-status"
@@ -141,10 +140,4 @@ def export_status(request: HttpRequest, snapshot_id: int) -> HttpResponseBase:
     if not request.htmx:
         return redirect("exports-page", campaign_id=snapshot.campaign_id)
     context = {"snapshot": _shown([snapshot])[0]}
-    if snapshot.is_terminal:
-        # The final state, with 286 so that no client keeps polling a finished snapshot.
-        response = HttpResponseStopPolling(render_to_string(SNAPSHOT_TEMPLATE, context, request=request))
-    else:
-        response = TemplateResponse(request, SNAPSHOT_TEMPLATE, context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    return polled_fragment(request, SNAPSHOT_TEMPLATE, context, finished=snapshot.is_terminal)

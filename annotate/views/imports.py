@@ -10,10 +10,9 @@ from __future__ import annotations
 from django import forms
 from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_safe
-from django_htmx.http import HttpResponseStopPolling, reswap, retarget
+from django_htmx.http import reswap, retarget
 
 from annotate import access
 from annotate.exceptions import ApplicationError
@@ -21,6 +20,7 @@ from annotate.models import Campaign, ImportJob
 from annotate.services.imports import import_job_create
 from annotate.views.auth import login_required
 from annotate.views.errors import INVALID_STATUS, renders_errors
+from annotate.views.polling import polled_fragment
 
 PAGE_TEMPLATE = "imports/page.html"
 JOB_TEMPLATE = f"{PAGE_TEMPLATE}#job-status"
@@ -109,7 +109,4 @@ def import_status(request: HttpRequest, job_id: int) -> HttpResponseBase:
     campaign = job.campaign
     if not request.htmx:
         return _page(request, campaign, job=job)
-    if job.is_terminal:
-        # The final state, with 286 so that no client keeps polling a finished job.
-        return HttpResponseStopPolling(render_to_string(JOB_TEMPLATE, {"job": job}, request=request))
-    return TemplateResponse(request, JOB_TEMPLATE, {"job": job})
+    return polled_fragment(request, JOB_TEMPLATE, {"job": job}, finished=job.is_terminal)

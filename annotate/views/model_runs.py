@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_safe
-from django_htmx.http import HttpResponseStopPolling, reswap, retarget
+from django_htmx.http import reswap, retarget
 
 from annotate import access, selectors
 from annotate.exceptions import ConflictError
@@ -24,6 +22,7 @@ from annotate.services.model_runs import model_run_request_by_lead, runs_reap_de
 from annotate.views import plots
 from annotate.views.auth import login_required
 from annotate.views.errors import renders_errors
+from annotate.views.polling import polled_fragment
 
 PAGE_TEMPLATE = "model_runs/page.html"
 RUN_TEMPLATE = f"{PAGE_TEMPLATE}#run-status"
@@ -104,10 +103,4 @@ def model_run_status(request: HttpRequest, run_id: int) -> HttpResponseBase:
     if not request.htmx:
         return redirect("model-page", campaign_id=run.campaign_id)
     context = {"run": run, "campaign": run.campaign}
-    if run.is_terminal:
-        # The final state, with 286 so that no client keeps polling a finished run.
-        response = HttpResponseStopPolling(render_to_string(RUN_TEMPLATE, context, request=request))
-    else:
-        response = TemplateResponse(request, RUN_TEMPLATE, context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    return polled_fragment(request, RUN_TEMPLATE, context, finished=run.is_terminal)
