@@ -354,10 +354,10 @@ def _upload(path: Path) -> SimpleUploadedFile:
 
 
 def test_import_job_is_queued_on_commit_and_succeeds(campaign, good_zip, django_capture_on_commit_callbacks):
-    with mock.patch("workers.tasks.import_job_run.delay") as delay:
+    with mock.patch("workers.tasks.import_job_run.apply_async") as send:
         with django_capture_on_commit_callbacks(execute=True):
             job = import_job_create(campaign=campaign, upload=_upload(good_zip), created_by=campaign.created_by)
-    delay.assert_called_once_with(job.pk)
+    send.assert_called_once_with((job.pk,), queue="cpu")
     assert job.status == ImportJob.Status.QUEUED and job.filename == "good.zip"
 
     job = import_job_run(job_id=job.pk)
@@ -371,7 +371,7 @@ def test_import_job_is_queued_on_commit_and_succeeds(campaign, good_zip, django_
 
 def test_import_job_fails_with_every_error_and_writes_nothing(campaign, tmp_path):
     path = make_zip(tmp_path / "bad.zip", [item("a"), item("b", "../evil.png")])
-    with mock.patch("workers.tasks.import_job_run.delay"):
+    with mock.patch("workers.tasks.import_job_run.apply_async"):
         job = import_job_create(campaign=campaign, upload=_upload(path), created_by=campaign.created_by)
 
     job = import_job_run(job_id=job.pk)
@@ -383,7 +383,7 @@ def test_import_job_fails_with_every_error_and_writes_nothing(campaign, tmp_path
 
 def test_import_job_marks_failed_and_reraises_an_unexpected_error(campaign, tmp_path):
     path = make_jsonl(tmp_path / "items.jsonl", [item("a", data_uri(png()))])
-    with mock.patch("workers.tasks.import_job_run.delay"):
+    with mock.patch("workers.tasks.import_job_run.apply_async"):
         job = import_job_create(campaign=campaign, upload=_upload(path), created_by=campaign.created_by)
     Path(job.file.path).unlink()
 
@@ -396,10 +396,11 @@ def test_import_job_marks_failed_and_reraises_an_unexpected_error(campaign, tmp_
 
 
 def test_broker_down_leaves_the_job_queued(campaign, good_zip, django_capture_on_commit_callbacks):
-    with mock.patch("workers.tasks.import_job_run.delay", side_effect=OperationalError("no broker")):
+    with mock.patch("workers.tasks.import_job_run.apply_async", side_effect=OperationalError("no broker")) as send:
         with django_capture_on_commit_callbacks(execute=True):
             job = import_job_create(campaign=campaign, upload=_upload(good_zip), created_by=campaign.created_by)
 
+    send.assert_called_once()
     assert ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.QUEUED
 
 

@@ -9,7 +9,7 @@ writes the same bytes again (`annotate.exports.writer`).
 
 The row is written before anything is sent to the broker, so with the broker down a snapshot stays queued
 and unsent; `exports_dispatch_pending` sends it on a live worker's next beat (`workers.presence`), as
-model runs are (`model_runs.runs_dispatch_pending`).
+model runs are (`annotate.services.jobs`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max, Q, QuerySet
-from kombu.exceptions import OperationalError
+from django.db.models import Max, QuerySet
 
 from annotate import access, clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
@@ -41,16 +38,13 @@ from annotate.exports.rows import Cutoff, PairRow, Spec, annotation_rows, pair_r
 from annotate.exports.writer import SnapshotWriter, file_sha256
 from annotate.models import Annotation, Campaign, ExportSnapshot, Pair, PairScore, PriorLabel
 from annotate.quality.agreement import campaign_alpha
+from annotate.services.jobs import job_send, job_update, jobs_unsent
 from annotate.services.priorities import DEFAULT_THRESHOLDS
 from rewardlab.config import TrainConfig
 from rewardlab.corrupt import corrupt_image_bytes
 
-logger = logging.getLogger(__name__)
-
 EXPORT_QUEUE = "cpu"
 EXPORT_DIR = "exports"
-# A queued snapshot sent this long ago that no worker took is sent again (its message may have been lost).
-RESEND_AFTER_SECONDS = 600
 # Progress is written at most once per this step; it stays below 1 until the file is in place.
 PROGRESS_STEP = 0.02
 PROGRESS_WRITING = 0.99
@@ -134,26 +128,15 @@ def export_snapshot_create(
 
 
 def _dispatch(snapshot_id: int) -> bool:
-    """Send the snapshot to a worker; with the broker down it stays queued and unsent, and that is logged."""
+    """Send the snapshot to a worker; with the broker down it stays queued and unsent (`annotate.services.jobs`)."""
     from workers.tasks import export_snapshot_run as task
 
-    try:
-        task.apply_async((snapshot_id,), queue=EXPORT_QUEUE)
-    except OperationalError:
-        logger.exception("Export snapshot %s stays queued: the broker is unreachable.", snapshot_id)
-        return False
-    queued = ExportSnapshot.objects.filter(pk=snapshot_id, status=ExportSnapshot.Status.QUEUED)
-    queued.update(dispatched_at=clock.now())
-    return True
+    return job_send(ExportSnapshot, snapshot_id, task, queue=EXPORT_QUEUE)
 
 
 def exports_dispatch_pending() -> int:
     """Send every queued snapshot that was never sent (or long ago, untaken); return how many were sent."""
-    resend_before = clock.now() - timedelta(seconds=RESEND_AFTER_SECONDS)
-    pending = ExportSnapshot.objects.filter(status=ExportSnapshot.Status.QUEUED).filter(
-        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=resend_before)
-    )
-    return sum(_dispatch(snapshot_id) for snapshot_id in pending.values_list("pk", flat=True))
+    return sum(_dispatch(snapshot_id) for snapshot_id in jobs_unsent(ExportSnapshot).values_list("pk", flat=True))
 
 
 def export_snapshot_for(user: AbstractBaseUser, snapshot_id: int) -> ExportSnapshot:
@@ -217,24 +200,18 @@ def export_snapshot_run(*, snapshot_id: int) -> ExportSnapshot:
         raise NotFoundError(f"No export snapshot {snapshot_id}.")
     if snapshot.is_terminal:
         return snapshot
-    _update(snapshot, status=ExportSnapshot.Status.RUNNING, progress=0.0, error="")
+    job_update(snapshot, status=ExportSnapshot.Status.RUNNING, progress=0.0, error="")
     try:
         written = _write(snapshot)
     except ApplicationError as exc:
-        _update(snapshot, status=ExportSnapshot.Status.FAILED, error=exc.message, finished_at=clock.now())
+        job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=exc.message, finished_at=clock.now())
         return snapshot
     except Exception as exc:
         reason = f"The export stopped on an unexpected error ({type(exc).__name__}); no file was written."
-        _update(snapshot, status=ExportSnapshot.Status.FAILED, error=reason, finished_at=clock.now())
+        job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=reason, finished_at=clock.now())
         raise
-    _update(snapshot, status=ExportSnapshot.Status.SUCCEEDED, progress=1.0, finished_at=clock.now(), **written)
+    job_update(snapshot, status=ExportSnapshot.Status.SUCCEEDED, progress=1.0, finished_at=clock.now(), **written)
     return snapshot
-
-
-def _update(snapshot: ExportSnapshot, **fields: object) -> None:
-    """Write fields unless the snapshot already succeeded: a redelivered run racing the first must not undo it."""
-    ExportSnapshot.objects.filter(pk=snapshot.pk).exclude(status=ExportSnapshot.Status.SUCCEEDED).update(**fields)
-    snapshot.refresh_from_db()
 
 
 def _margins(snapshot: ExportSnapshot) -> list[float]:
@@ -244,7 +221,7 @@ def _margins(snapshot: ExportSnapshot) -> list[float]:
 
         scale = snapshot.campaign_settings["strength_scale"]
         margins = list(run_config_for(Campaign(strength_scale=scale), device="cpu").train.margins)
-        _update(snapshot, campaign_settings={**snapshot.campaign_settings, "margins": margins})
+        job_update(snapshot, campaign_settings={**snapshot.campaign_settings, "margins": margins})
     return snapshot.campaign_settings["margins"]
 
 

@@ -8,7 +8,6 @@ every campaign that shows them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -21,11 +20,11 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from kombu.exceptions import OperationalError
 
 from annotate import clock
 from annotate.exceptions import ApplicationError, ImportRejectedError, NotFoundError
 from annotate.models import Campaign, Image, ImportJob, Item, Pair, PriorLabel, Response
+from annotate.services.jobs import job_update, task_send
 from annotate.services.model_runs import after_import
 from rewardlab.package.images import ImageInfo, ImageRejectedError, inspect_image
 from rewardlab.package.layouts import ItemSpecParser
@@ -39,9 +38,8 @@ from rewardlab.package.package import (
     open_package,
 )
 
-logger = logging.getLogger(__name__)
-
 BATCH_SIZE = 1000
+IMPORT_QUEUE = "cpu"
 # Enough to show a pattern in a bad file without building a huge error list.
 MAX_ERRORS = 50
 # Validation moves progress from 0 to VALIDATED; the write transaction is the rest.
@@ -314,10 +312,7 @@ def _import_job_enqueue(job_id: int) -> None:
     """Queue the run; with the broker down the job stays QUEUED, and the upload still succeeds."""
     from workers.tasks import import_job_run as import_job_run_task
 
-    try:
-        import_job_run_task.delay(job_id)
-    except OperationalError:
-        logger.exception("Import job %s stays queued: the broker is unreachable.", job_id)
+    task_send(import_job_run_task, job_id, queue=IMPORT_QUEUE, what=f"import job {job_id}")
 
 
 def import_job_run(*, job_id: int) -> ImportJob:
@@ -331,18 +326,18 @@ def import_job_run(*, job_id: int) -> ImportJob:
         raise NotFoundError(f"No import job {job_id}.")
     if job.is_terminal:
         return job
-    _job_update(job, status=ImportJob.Status.RUNNING, progress=0.0, errors=[])
+    job_update(job, status=ImportJob.Status.RUNNING, progress=0.0, errors=[])
     try:
         summary = import_package(campaign=job.campaign, path=Path(job.file.path), job=job)
     except ImportRejectedError as exc:
-        _job_update(job, status=ImportJob.Status.FAILED, errors=exc.errors, finished_at=clock.now())
+        job_update(job, status=ImportJob.Status.FAILED, errors=exc.errors, finished_at=clock.now())
         return job
     except Exception as exc:
         reason = f"The import stopped on an unexpected error ({type(exc).__name__}); nothing was written."
         errors = [{"line": None, "reason": reason}]
-        _job_update(job, status=ImportJob.Status.FAILED, errors=errors, finished_at=clock.now())
+        job_update(job, status=ImportJob.Status.FAILED, errors=errors, finished_at=clock.now())
         raise
-    _job_update(
+    job_update(
         job,
         status=ImportJob.Status.SUCCEEDED,
         progress=1.0,
@@ -352,9 +347,3 @@ def import_job_run(*, job_id: int) -> ImportJob:
         finished_at=clock.now(),
     )
     return job
-
-
-def _job_update(job: ImportJob, **fields: object) -> None:
-    """Write fields unless the job already succeeded: a redelivered run racing the first must not undo it."""
-    ImportJob.objects.filter(pk=job.pk).exclude(status=ImportJob.Status.SUCCEEDED).update(**fields)
-    job.refresh_from_db()

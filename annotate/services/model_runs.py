@@ -18,12 +18,11 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Q
-from kombu.exceptions import OperationalError
 
 from annotate import clock
 from annotate.exceptions import ConflictError
 from annotate.models import Campaign, ModelRun, PairScore, Worker
+from annotate.services.jobs import is_unsent, job_send, jobs_unsent, task_send
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +31,6 @@ GPU_QUEUE, CPU_QUEUE = "gpu", "cpu"
 WORKER_SEEN_SECONDS = 60
 # Campaign-wide tasks that need no model: they never wait behind training on a GPU worker.
 CPU_TASKS = {"priorities_refresh", "consensus_refresh"}
-# A queued run sent this long ago that no worker claimed is sent again (its message may have been lost).
-RESEND_AFTER_SECONDS = 600
 
 
 def model_run_request(
@@ -86,18 +83,13 @@ def retrain_if_due(*, campaign_id: int) -> ModelRun | None:
     if campaign is None or campaign.human_labels - campaign.labels_at_last_request < campaign.retrain_every:
         return None
     run, created = model_run_request(campaign=campaign, trigger=ModelRun.Trigger.LABELS)
-    if not created and run.status == ModelRun.Status.QUEUED and _needs_sending(run):
+    if not created and run.status == ModelRun.Status.QUEUED and is_unsent(run):
         _dispatch(run)
     return run
 
 
 def _active_run(campaign: Campaign) -> ModelRun | None:
     return campaign.model_runs.filter(status__in=ModelRun.ACTIVE_STATUSES).first()
-
-
-def _needs_sending(run: ModelRun) -> bool:
-    resend_before = clock.now() - timedelta(seconds=RESEND_AFTER_SECONDS)
-    return run.dispatched_at is None or run.dispatched_at < resend_before
 
 
 def training_queue() -> str:
@@ -108,17 +100,11 @@ def training_queue() -> str:
 
 
 def _dispatch(run: ModelRun) -> bool:
-    """Send the run to a worker queue; with the broker down it stays queued and unsent, and that is logged."""
+    """Send the run to the training queue; with the broker down it stays queued, unsent (`annotate.services.jobs`)."""
     from workers.tasks import model_run_train
 
     queue = training_queue()
-    try:
-        model_run_train.apply_async((run.pk,), queue=queue)
-    except OperationalError:
-        logger.exception("Model run %s stays queued: the broker is unreachable.", run.pk)
-        return False
-    ModelRun.objects.filter(pk=run.pk, status=ModelRun.Status.QUEUED).update(queue=queue, dispatched_at=clock.now())
-    return True
+    return job_send(ModelRun, run.pk, model_run_train, queue=queue, record={"queue": queue})
 
 
 def campaign_work_send(task_name: str, *, campaign_id: int) -> bool:
@@ -129,12 +115,7 @@ def campaign_work_send(task_name: str, *, campaign_id: int) -> bool:
     from workers import tasks
 
     queue = CPU_QUEUE if task_name in CPU_TASKS else training_queue()
-    try:
-        getattr(tasks, task_name).apply_async((campaign_id,), queue=queue)
-    except OperationalError:
-        logger.exception("Campaign %s: %s was not sent, the broker is unreachable.", campaign_id, task_name)
-        return False
-    return True
+    return task_send(getattr(tasks, task_name), campaign_id, queue=queue, what=f"{task_name} of campaign {campaign_id}")
 
 
 def after_import(*, campaign: Campaign, priors: int) -> None:
@@ -149,11 +130,7 @@ def after_import(*, campaign: Campaign, priors: int) -> None:
 
 def runs_dispatch_pending() -> int:
     """Send every queued run that was never sent (or long ago, unclaimed); return how many were sent."""
-    resend_before = clock.now() - timedelta(seconds=RESEND_AFTER_SECONDS)
-    pending = ModelRun.objects.filter(status=ModelRun.Status.QUEUED).filter(
-        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=resend_before)
-    )
-    return sum(_dispatch(run) for run in pending)
+    return sum(_dispatch(run) for run in jobs_unsent(ModelRun))
 
 
 def runs_reap_dead(*, campaign: Campaign | None = None) -> int:
