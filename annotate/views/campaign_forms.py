@@ -15,6 +15,7 @@ from django import forms
 from annotate.exceptions import ApplicationError
 from annotate.models import Campaign, Membership
 from annotate.services.priorities import DEFAULT_THRESHOLDS, DEFAULT_WEIGHTS
+from annotate.views.errors import service_errors_on_form
 
 WEIGHT_PREFIX = "weight_"
 THRESHOLD_PREFIX = "threshold_"
@@ -81,14 +82,6 @@ class BoundSection:
     note: str
     fields: list[forms.BoundField]
     error: str
-
-
-def add_service_errors(form: forms.Form, fields: dict[str, str], message: str) -> None:
-    """Show a service's refusal on the form: on each field it names, above the form when it names none."""
-    for name, text in fields.items():
-        form.add_error(name if name in form.fields else None, text)
-    if not fields:
-        form.add_error(None, message)
 
 
 def _default_field(key: str, default: float, help_text: str) -> forms.FloatField:
@@ -188,7 +181,7 @@ class CampaignForm(forms.Form):
         for setting in SET_SETTINGS & set(fields):
             self.setting_errors[setting] = fields.pop(setting)
         if fields or not self.setting_errors:
-            add_service_errors(self, fields, exc.message)
+            service_errors_on_form(self, fields, exc.message)
 
     def sections(self) -> list[BoundSection]:
         return [

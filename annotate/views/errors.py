@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
+from django import forms
 from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
 from django_htmx.http import reswap, retarget
@@ -65,3 +66,12 @@ def renders_errors(view: _View) -> _View:
             return error_response(request, exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def service_errors_on_form(form: forms.Form, fields: dict[str, str], message: str, *, prefix: str = "") -> None:
+    """Show a service's refusal on a form: on each field it names (less `prefix`), above the form when none."""
+    for name, text in fields.items():
+        name = name.removeprefix(prefix)
+        form.add_error(name if name in form.fields else None, text)
+    if not fields:
+        form.add_error(None, message)

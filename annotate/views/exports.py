@@ -21,7 +21,7 @@ from annotate.exports.filters import DEFAULT_TEST_SHARE, ExportFilters
 from annotate.models import Campaign, ExportSnapshot
 from annotate.services.exports import export_snapshot_create, export_snapshot_for, exports_of
 from annotate.views.auth import login_required
-from annotate.views.errors import INVALID_STATUS, renders_errors
+from annotate.views.errors import INVALID_STATUS, renders_errors, service_errors_on_form
 from annotate.views.polling import polled_fragment
 
 PAGE_TEMPLATE = "exports/page.html"
@@ -66,12 +66,7 @@ class ExportForm(forms.Form):
 
     def add_service_errors(self, exc: ApplicationError) -> None:
         """Show the service's reasons on the fields it names (`filters.min_agreement` is `min_agreement` here)."""
-        fields = exc.extra.get("fields") or {}
-        for name, message in fields.items():
-            field = name.removeprefix(SERVICE_PREFIX)
-            self.add_error(field if field in self.fields else None, message)
-        if not fields:
-            self.add_error(None, exc.message)
+        service_errors_on_form(self, exc.extra.get("fields") or {}, exc.message, prefix=SERVICE_PREFIX)
 
 
 def filters_summary(filters: dict) -> str:

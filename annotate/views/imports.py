@@ -19,7 +19,7 @@ from annotate.exceptions import ApplicationError
 from annotate.models import Campaign, ImportJob
 from annotate.services.imports import import_job_create
 from annotate.views.auth import login_required
-from annotate.views.errors import INVALID_STATUS, renders_errors
+from annotate.views.errors import INVALID_STATUS, renders_errors, service_errors_on_form
 from annotate.views.polling import polled_fragment
 
 PAGE_TEMPLATE = "imports/page.html"
@@ -58,15 +58,6 @@ def _page(
     return TemplateResponse(request, PAGE_TEMPLATE, context, status=status)
 
 
-def _add_service_errors(form: UploadForm, exc: ApplicationError) -> None:
-    """Show a refused upload's reasons on the form: per field where the service names one."""
-    fields = exc.extra.get("fields") or {}
-    for field, message in fields.items():
-        form.add_error(field if field in form.fields else None, message)
-    if not fields:
-        form.add_error(None, exc.message)
-
-
 def _form_invalid(
     request: HttpRequest, campaign: Campaign, form: UploadForm, upload_errors: list[dict]
 ) -> TemplateResponse:
@@ -92,7 +83,7 @@ def import_page(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
     try:
         job = import_job_create(campaign=campaign, upload=form.cleaned_data["file"], created_by=request.user)
     except ApplicationError as exc:
-        _add_service_errors(form, exc)
+        service_errors_on_form(form, exc.extra.get("fields") or {}, exc.message)
         return _form_invalid(request, campaign, form, exc.extra.get("errors", []))
     if not request.htmx:
         return redirect("import-status", job_id=job.pk)

@@ -21,8 +21,8 @@ from annotate.exceptions import ApplicationError, ConflictError
 from annotate.models import Campaign, Membership
 from annotate.services.campaigns import membership_pause, membership_remove, membership_resume, membership_set
 from annotate.views.auth import login_required
-from annotate.views.campaign_forms import InviteForm, MemberActionForm, add_service_errors, posted_choice
-from annotate.views.errors import INVALID_STATUS, renders_errors
+from annotate.views.campaign_forms import InviteForm, MemberActionForm, posted_choice
+from annotate.views.errors import INVALID_STATUS, renders_errors, service_errors_on_form
 
 PAGE_TEMPLATE = "campaigns/members.html"
 PANEL_TEMPLATE = f"{PAGE_TEMPLATE}#members-panel"
@@ -72,7 +72,7 @@ def members_page(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
             membership = membership_set(campaign=campaign, **form.cleaned_data)
         except ApplicationError as exc:
             fields = exc.extra.get("fields") or {}
-            add_service_errors(form, fields, exc.message)
+            service_errors_on_form(form, fields, exc.message)
             status = INVALID_STATUS if fields else exc.status_code
             return _render(request, campaign, form=form, status=status)
         return _done(request, campaign, f"{membership.user} is {membership.get_role_display().lower()}.")
