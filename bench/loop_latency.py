@@ -22,7 +22,6 @@ run measures the first runs warm too; `first_run.cache` says which it was.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -37,7 +36,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.web import bench_database_url, django_setup, machine_info, migrate, recreate_database  # noqa: E402
+from bench.web import bench_database_url, django_setup, machine_info, migrate, recreate_database, result_publish  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 DB_NAME = "rewardlab_bench_loop"
@@ -259,9 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
             for a, b in zip(sizes, sizes[1:], strict=False)
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    result_publish(result, args.out)
     return result
 
 

@@ -597,6 +597,14 @@ def reconcile(campaign_id: int, acknowledged: dict[int, int]) -> dict:
 # Main
 
 
+def result_publish(result: dict, out: Path) -> None:
+    """Print a bench's JSON on stdout and keep a copy at `out` (every bench prints one document)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2)
+    out.write_text(text + "\n")
+    print(text)
+
+
 def machine_info() -> dict:
     info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     try:
@@ -800,8 +808,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if any(level["errors"]["total"] for level in levels):
         result["server_log_tail"] = server.log_tail()
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    result_publish(result, args.out)
     return result
 
 
