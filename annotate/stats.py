@@ -28,6 +28,7 @@ from annotate.services.priorities import DEFAULT_THRESHOLDS
 
 LABEL_COLUMNS = ("pair_id", "annotator_id", "more_hallucinated", "strength")
 CONTEXT_COLUMNS = ("shown_left", "duration_ms", Length("pair__a__text"), Length("pair__b__text"))
+LABELS_CHUNK = 5000  # rows per database round trip when labels are streamed
 DISAGREED_SHOWN = 10  # the most disputed pairs listed by name; the count covers them all
 
 
@@ -49,8 +50,9 @@ def _label_columns(campaign: Campaign, *extra) -> list[tuple]:
 
 
 def label_table(campaign: Campaign) -> LabelTable:
-    """Return the campaign's human labels as arrays: what consensus needs."""
-    return LabelTable.from_columns(*_label_columns(campaign))
+    """Return the campaign's human labels as arrays: what consensus needs (streamed, for big campaigns)."""
+    rows = Annotation.objects.filter(pair__campaign=campaign).order_by().values_list(*LABEL_COLUMNS)
+    return LabelTable.from_rows(rows.iterator(chunk_size=LABELS_CHUNK))
 
 
 def campaign_labels(campaign: Campaign) -> CampaignLabels:

@@ -16,11 +16,10 @@ The labels are read once into compact arrays (a few numbers per label), never in
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import QuerySet
+from django.db.models import F, IntegerField, QuerySet, Value
 
 from annotate.quality.consensus import METHOD_DAWID_SKENE, METHOD_MAJORITY, NO_CHOICE, consensus
 from annotate.quality.table import CHOICES, CODE, LabelTable
@@ -46,25 +45,9 @@ def label_table(labels: QuerySet, *, rater: str | None = "annotator_id") -> Labe
 
     `rater=None` puts every label under one rater: prior labels have no annotator.
     """
-    pairs, raters, codes, strengths = array("q"), array("q"), array("b"), array("d")
-    columns = ("pair_id", "more_hallucinated", "strength", *([rater] if rater else []))
-    for pair_id, choice, strength, *who in labels.order_by().values_list(*columns).iterator(chunk_size=CHUNK):
-        pairs.append(pair_id)
-        raters.append(who[0] if who else 0)
-        codes.append(CODE[choice])
-        strengths.append(np.nan if strength is None else strength)
-    # From the arrays' buffers, not through `LabelTable.from_columns`, whose Python lists (a float object per
-    # strength) would double a million-label export's memory (issue 6).
-    pair_ids, pair = np.unique(np.frombuffer(pairs, dtype=np.int64), return_inverse=True)
-    rater_ids, rater_index = np.unique(np.frombuffer(raters, dtype=np.int64), return_inverse=True)
-    return LabelTable(
-        pair=pair.reshape(-1),
-        annotator=rater_index.reshape(-1),
-        choice=np.frombuffer(codes, dtype=np.int8).astype(np.int64),
-        strength=np.frombuffer(strengths, dtype=np.float64),
-        pair_ids=pair_ids,
-        annotator_ids=rater_ids,
-    )
+    who = Value(0, output_field=IntegerField()) if rater is None else F(rater)
+    rows = labels.order_by().values_list("pair_id", who, "more_hallucinated", "strength")
+    return LabelTable.from_rows(rows.iterator(chunk_size=CHUNK))
 
 
 class Votes:

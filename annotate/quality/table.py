@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,30 @@ class LabelTable:
     annotator_ids: np.ndarray  # (A,) the database ids, sorted
 
     @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, int, str, int | None]]) -> LabelTable:
+        """Build the table from (pair id, annotator id, choice, strength) rows, e.g. a streamed query.
+
+        The rows go into typed buffers, not Python lists (a float object per strength), so a million labels
+        cost their arrays and no more (issue 6's export of 1M labels).
+        """
+        pairs, annotators, codes, strengths = array("q"), array("q"), array("b"), array("d")
+        for pair_id, annotator_id, choice, strength in rows:
+            pairs.append(pair_id)
+            annotators.append(annotator_id)
+            codes.append(CODE[choice])
+            strengths.append(np.nan if strength is None else strength)
+        unique_pairs, pair = np.unique(np.frombuffer(pairs, dtype=np.int64), return_inverse=True)
+        unique_annotators, annotator = np.unique(np.frombuffer(annotators, dtype=np.int64), return_inverse=True)
+        return cls(
+            pair=pair.reshape(-1),
+            annotator=annotator.reshape(-1),
+            choice=np.frombuffer(codes, dtype=np.int8).astype(np.int64),
+            strength=np.frombuffer(strengths, dtype=np.float64),
+            pair_ids=unique_pairs,
+            annotator_ids=unique_annotators,
+        )
+
+    @classmethod
     def from_columns(
         cls,
         pair_ids: Sequence[int],
@@ -38,17 +63,8 @@ class LabelTable:
         choices: Sequence[str],
         strengths: Sequence[int | None],
     ) -> LabelTable:
-        """Build the table from database columns (pair id, annotator id, choice, strength per label)."""
-        unique_pairs, pair = np.unique(np.asarray(pair_ids, dtype=np.int64), return_inverse=True)
-        unique_annotators, annotator = np.unique(np.asarray(annotator_ids, dtype=np.int64), return_inverse=True)
-        return cls(
-            pair=pair.reshape(-1),
-            annotator=annotator.reshape(-1),
-            choice=np.array([CODE[choice] for choice in choices], dtype=np.int64),
-            strength=np.array([np.nan if s is None else s for s in strengths], dtype=float),
-            pair_ids=unique_pairs,
-            annotator_ids=unique_annotators,
-        )
+        """Build the table from columns (pair ids, annotator ids, choices, strengths), as tests write them."""
+        return cls.from_rows(zip(pair_ids, annotator_ids, choices, strengths, strict=True))
 
     @property
     def n_pairs(self) -> int:
