@@ -37,7 +37,14 @@ class ImportRejectedError(ApplicationError):
 
     def __init__(self, errors: list[dict]) -> None:
         first = errors[0]
-        where = f"line {first['line']}" if first.get("line") else "the package"
+        where = import_error_where(errors[0]) if first.get("line") else "the package"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(f"Import rejected: {where}: {first['reason']}{more}", extra={"errors": errors})
         self.errors = errors
+
+
+def import_error_where(error: dict) -> str:
+    """Where an import error is: "line 3", "test.jsonl, line 3" in a package of several files, or "package"."""
+    if not error.get("line"):
+        return "package"
+    return f"{error['file']}, line {error['line']}" if error.get("file") else f"line {error['line']}"

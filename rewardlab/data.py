@@ -20,7 +20,7 @@ import math
 import os
 import posixpath
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast
@@ -36,6 +36,7 @@ from rewardlab.package.package import (
     Package,
     PackageError,
     folder_file,
+    item_files,
     open_package,
     unsafe_path_reason,
 )
@@ -277,7 +278,7 @@ def load_dataset(path: str | Path, *, strength_scale: int = 4) -> Dataset:
     """
     path = Path(path)
     if path.is_dir():
-        return _load_package(path, strength_scale)
+        return _load_folder(path, strength_scale)
     if not path.is_file():
         raise _error(path, None, "no such file or folder")
     suffix = path.suffix.lower()
@@ -456,23 +457,40 @@ def _load_zip(path: Path, strength_scale: int) -> Dataset:
     except (zipfile.BadZipFile, OSError) as exc:
         raise _error(path, None, f"not a readable .zip file: {exc}") from exc
     with archive:
-        names = archive.namelist()
-        if not any(name == ITEMS_NAME or (name.count("/") == 1 and name.endswith("/" + ITEMS_NAME)) for name in names):
-            return _load_export_zip(path, archive, strength_scale)
+        members = _item_files(path, archive.namelist())
+        if members != [ITEMS_NAME]:
+            return _load_export_files(path, ZipImages(path), members, archive.open, strength_scale)
     return _load_package(path, strength_scale)
 
 
-def _load_export_zip(path: Path, archive: zipfile.ZipFile, strength_scale: int) -> Dataset:
-    members = sorted(name for name in archive.namelist() if "/" not in name and name.lower().endswith(".jsonl"))
-    if not members:
-        reason = f"unknown layout: the zip holds no {ITEMS_NAME} and no .jsonl file at its top level; expected"
-        raise _error(path, None, f"{reason} {_layouts()}")
-    images = ZipImages(path)
+def _load_folder(path: Path, strength_scale: int) -> Dataset:
+    """Read a folder holding items.jsonl as a package, else as an unpacked export snapshot."""
+    members = _item_files(path, [child.name for child in path.iterdir() if child.is_file()])
+    if members == [ITEMS_NAME]:
+        return _load_package(path, strength_scale)
+    return _load_export_files(path, FolderImages(path), members, lambda name: (path / name).open("rb"), strength_scale)
+
+
+def _item_files(path: Path, names: list[str]) -> list[str]:
+    try:
+        return item_files(names, where=f"the {'folder' if path.is_dir() else 'zip'}")[1]
+    except PackageError as exc:
+        raise _error(path, None, f"unknown layout: {exc}; expected {_layouts()}") from exc
+
+
+def _load_export_files(
+    path: Path,
+    images: FolderImages | ZipImages,
+    members: list[str],
+    open_member: Callable[[str], IO[bytes]],
+    strength_scale: int,
+) -> Dataset:
+    """Read a snapshot's split files in turn; a row's id without identity keys says which split it came from."""
     builder = _Builder()
     for member in members:
         export = _ExportFile(f"{path}/{member}", images, strength_scale, row_prefix=f"{member[: -len('.jsonl')]}/")
         try:
-            with archive.open(member) as fp:
+            with open_member(member) as fp:
                 _add_export_rows(builder, export, fp)
         except ZIP_READ_ERRORS as exc:
             raise _error(export.where, None, f"cannot be read from the zip: {exc}") from exc

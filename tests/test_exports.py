@@ -12,14 +12,17 @@ import json
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from datasets import load_dataset
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from annotate import clock
+from annotate.exceptions import ImportRejectedError
 from annotate.exports.formats import FORMATS
 from annotate.models import (
     Annotation,
@@ -37,7 +40,7 @@ from annotate.models import (
 from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.campaigns import campaign_create, membership_set
 from annotate.services.exports import export_snapshot_create, export_snapshot_run
-from annotate.services.imports import import_package
+from annotate.services.imports import import_job_run, import_package
 from rewardlab import data as rl
 from tests.conftest import wait_for
 from tests.test_loop_worker import broker_unreachable
@@ -355,17 +358,22 @@ def test_a_snapshot_is_fixed_when_asked_for_and_downloads_byte_identical(pairs, 
 
 
 @pytest.mark.django_db
-def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardlab(pairs, campaign, tmp_path):
+def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardlab(pairs, campaign, api_as):
     snapshot = export(campaign, "reward", test_share=0.5, labels="with_priors")
-    folder = unpack(snapshot, tmp_path / "snapshot")
-    rows = rows_of(snapshot)
-    # The import reads TRL preference rows from a package's items.jsonl: one item per row, the rest in meta.
-    (folder / "items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    download = api_as("res").get(f"/api/v1/exports/{snapshot.pk}/download/")
     copy = campaign_create(created_by=campaign.created_by, name="Round trip")
+    rows = rows_of(snapshot)
+    assert {row["split"] for row in rows} == {"train", "test"}, "both split files are read"
 
-    summary = import_package(campaign=copy, path=folder)
+    # The downloaded zip goes back in as it is: its split files are read as TRL preference rows.
+    upload = SimpleUploadedFile("snapshot.zip", b"".join(download.streaming_content))
+    with mock.patch("workers.tasks.import_job_run.apply_async"):
+        created = api_as("lead").post(f"/api/v1/campaigns/{copy.pk}/imports/", {"file": upload}, format="multipart")
+    assert created.status_code == 202, created.json()
+    job = import_job_run(job_id=created.json()["id"])
 
-    assert summary.items == summary.pairs == summary.priors == len(rows) == 6
+    assert job.status == "succeeded", job.errors
+    assert job.items_created == job.pairs_created == PriorLabel.objects.filter(pair__campaign=copy).count() == 6
     originals = {(p.item.external_id, p.a.external_id, p.b.external_id): p for p in pairs.values()}
     for item in Item.objects.filter(campaign=copy).select_related("image"):
         original = originals[(item.meta["external_id"], *item.meta["pair"])]
@@ -375,6 +383,7 @@ def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardl
         worse = pair.a if pair.prior_labels.get().more_hallucinated == "a" else pair.b
         rejected = original.a if item.meta["rejected_id"] == original.a.external_id else original.b
         assert worse.text == rejected.text, "the label's direction survives"
+        assert item.meta["weight"] > 0 and item.meta["split"] in ("train", "test")
 
     with rl.load_dataset(snapshot_path(snapshot)) as data:
         assert len(data.pairs) == len(data.labels) == 6
@@ -383,6 +392,21 @@ def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardl
         assert (agreed.more_hallucinated, agreed.strength, agreed.source) == ("b", 3, "human")
         assert data.labels[by_key[("scene-prior", "r0", "r1")]].weight == 0.5
         assert data.read_image(data.items[0].image).startswith(b"\x89PNG")
+
+
+@pytest.mark.django_db
+def test_a_bad_row_in_a_snapshot_is_named_by_its_split_file(pairs, campaign, tmp_path):
+    folder = unpack(export(campaign, "reward", test_share=0.5), tmp_path / "snapshot")
+    lines = (folder / "train.jsonl").read_text().splitlines()
+    (folder / "train.jsonl").write_text("\n".join([*lines[:1], '{"prompt": 3}', *lines[1:]]) + "\n")
+    copy = campaign_create(created_by=campaign.created_by, name="Round trip")
+
+    with pytest.raises(ImportRejectedError) as rejected:
+        import_package(campaign=copy, path=folder)
+
+    (error,) = rejected.value.errors
+    assert (error["file"], error["line"]) == ("train.jsonl", 2), error
+    assert "train.jsonl, line 2" in str(rejected.value) and not Item.objects.filter(campaign=copy).exists()
 
 
 def worse_of(fmt: str, row: dict) -> tuple[str, str]:
@@ -395,14 +419,12 @@ def worse_of(fmt: str, row: dict) -> tuple[str, str]:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("fmt", ["trl-dpo", "llava-rlhf"])
-def test_trl_dpo_and_llava_rlhf_exports_import_back(pairs, campaign, fmt, tmp_path):
+def test_trl_dpo_and_llava_rlhf_exports_import_back(pairs, campaign, fmt):
     snapshot = export(campaign, fmt)
-    folder = unpack(snapshot, tmp_path / "snapshot")
     rows = rows_of(snapshot)
-    (folder / "items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     copy = campaign_create(created_by=campaign.created_by, name="Round trip")
 
-    assert import_package(campaign=copy, path=folder).priors == len(rows) == 5
+    assert import_package(campaign=copy, path=snapshot_path(snapshot)).priors == len(rows) == 5
     imported = set()
     for item in Item.objects.filter(campaign=copy):
         pair = item.pairs.select_related("a", "b").get()

@@ -33,6 +33,7 @@ from rewardlab.package.package import (
     MAX_LINE_BYTES,
     PACKAGE_SUFFIXES,
     ImageReadError,
+    Line,
     Package,
     PackageError,
     open_package,
@@ -67,8 +68,8 @@ class _Plan:
 
     image_shas: list[str] = field(default_factory=list)
     images: dict[str, ImageInfo] = field(default_factory=dict)
-    first_line: dict[str, int] = field(default_factory=dict)  # external_id -> line number
-    errors: list[dict] = field(default_factory=list)
+    first_line: dict[str, Line] = field(default_factory=dict)  # external_id -> the line that brought it
+    errors: list[tuple[Line | None, str]] = field(default_factory=list)  # (bad line or None, reason)
     pairs: int = 0
     priors: int = 0
     gold: int = 0
@@ -118,7 +119,7 @@ def import_package(
         with open_package(path) as package:
             plan = _validate(package, campaign=campaign, progress=progress)
             if plan.errors:
-                raise ImportRejectedError(plan.errors)
+                raise ImportRejectedError([_error_entry(line, reason) for line, reason in plan.errors])
             images_new, images_reused = _write(package, campaign=campaign, job=job, plan=plan)
     except PackageError as exc:
         raise ImportRejectedError([{"line": None, "reason": str(exc)}]) from exc
@@ -147,20 +148,27 @@ def _validate(package: Package, *, campaign: Campaign, progress: ProgressCallbac
             if line.too_long:
                 raise LineError(f"the line is longer than {MAX_LINE_BYTES} bytes")
             spec = parse(line.data)
-            first = plan.first_line.setdefault(spec.external_id, line.number)
-            if first != line.number:
-                raise LineError(f"external_id {spec.external_id!r} is already used on line {first}")
+            first = plan.first_line.setdefault(spec.external_id, line.place())
+            if first.start != line.start:
+                raise LineError(f"external_id {spec.external_id!r} is already used on {first.where}")
             plan.add(spec, _image_info(package, spec.image, checked))
         except (LineError, ImageReadError, ImageRejectedError) as exc:
-            plan.errors.append({"line": line.number, "reason": str(exc)})
+            plan.errors.append((line.place(), str(exc)))
             if len(plan.errors) >= MAX_ERRORS:
                 break
         progress(VALIDATED * line.end / max(package.size, 1))
     if not plan.errors and not plan.image_shas:
-        plan.errors.append({"line": None, "reason": "the package has no items"})
+        plan.errors.append((None, "the package has no items"))
     plan.errors.extend(_existing_ids(campaign, plan.first_line))
-    plan.errors = sorted(plan.errors, key=lambda error: error["line"] or 0)[:MAX_ERRORS]
+    plan.errors = sorted(plan.errors, key=lambda error: error[0].start if error[0] else -1)[:MAX_ERRORS]
     return plan
+
+
+def _error_entry(line: Line | None, reason: str) -> dict:
+    """An error as the job stores it: the line's number, its file when the package has several, the reason."""
+    if line is None:
+        return {"line": None, "reason": reason}
+    return {"line": line.number, **({"file": line.file} if line.file else {}), "reason": reason}
 
 
 def _image_info(package: Package, ref: str, checked: dict[str, ImageInfo]) -> ImageInfo:
@@ -180,14 +188,14 @@ def _image_info(package: Package, ref: str, checked: dict[str, ImageInfo]) -> Im
     return info
 
 
-def _existing_ids(campaign: Campaign, first_line: dict[str, int]) -> list[dict]:
+def _existing_ids(campaign: Campaign, first_line: dict[str, Line]) -> list[tuple[Line, str]]:
     """Name each line whose external_id the campaign already has: a re-import is an error, never a copy."""
     errors = []
     for ids in _batches(first_line):
         existing = Item.objects.filter(campaign=campaign, external_id__in=ids)
         for external_id in existing.values_list("external_id", flat=True):
             reason = f"external_id {external_id!r} already exists in campaign {campaign.pk}"
-            errors.append({"line": first_line[external_id], "reason": reason})
+            errors.append((first_line[external_id], reason))
     return errors
 
 

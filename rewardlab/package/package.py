@@ -4,6 +4,10 @@ A package is a `.zip` holding `items.jsonl` (at its root, or in one top folder) 
 a folder holding `items.jsonl` and its images (a zip unpacked, or a dataset prepared on disk), or a bare
 `.jsonl` whose images are `data:` URIs. Nothing is ever extracted to disk: members are read into memory
 one at a time, after their declared size has been checked.
+
+A zip or folder without `items.jsonl` is read as an export snapshot: its top-level `.jsonl` files (the
+splits, `test.jsonl` then `train.jsonl`) are its lines, one after the other, and a line names its file.
+So a downloaded snapshot imports as it is (`item_files` is the one place that rule lives).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import posixpath
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -44,17 +48,31 @@ class ImageReadError(ValueError):
 
 @dataclass(frozen=True)
 class Line:
-    """A non-blank line: its 1-based number (blank lines count), its bytes, and where it ends in the file."""
+    """A non-blank line: its 1-based number in its file (blank lines count), its bytes, and where it ends.
+
+    `end` counts the bytes of every item file before this line's, so it measures progress through the
+    package; `file` names the line's file when a package has several (a snapshot's splits), else is None.
+    """
 
     number: int
     data: bytes
     end: int
     too_long: bool = False
+    file: str | None = None
 
     @property
     def start(self) -> int:
         """Where the line begins, so a reader can keep offsets and `Package.read_line` it again later."""
         return self.end - len(self.data)
+
+    def place(self) -> Line:
+        """The line without its bytes (same number, file and start), to keep where many lines were cheaply."""
+        return replace(self, data=b"", end=self.start)
+
+    @property
+    def where(self) -> str:
+        """The line as an error names it: "line 3", or "test.jsonl, line 3" in a package of several files."""
+        return f"{self.file}, line {self.number}" if self.file else f"line {self.number}"
 
 
 def unsafe_path_reason(path: str) -> str | None:
@@ -83,9 +101,18 @@ def open_package(path: Path) -> Package:
 
 
 class Package:
-    """An opened package; use it as a context manager. `size` is the byte length of items.jsonl."""
+    """An opened package; use it as a context manager.
 
-    size: int
+    `files` are the item files read in turn (items.jsonl, or a snapshot's splits) and `sizes` their byte
+    lengths; `size` is their total.
+    """
+
+    files: list[str]
+    sizes: list[int]
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes)
 
     def __enter__(self) -> Package:
         return self
@@ -97,24 +124,33 @@ class Package:
         """Release the open file; a bare .jsonl holds none between reads."""
 
     def lines(self) -> Iterator[Line]:
-        """Yield every non-blank line of items.jsonl, numbered from 1 as an editor would number them."""
-        try:
-            with self._open_items() as fp:
-                yield from _numbered_lines(fp)
-        except ZIP_READ_ERRORS as exc:
-            raise PackageError(f"{ITEMS_NAME} cannot be read from the zip: {exc}") from exc
+        """Yield every non-blank line of the item files, numbered from 1 in each as an editor numbers them."""
+        offset = 0
+        named = len(self.files) > 1 or self.files != [ITEMS_NAME]
+        for name, size in zip(self.files, self.sizes, strict=True):
+            try:
+                with self._open_items(name) as fp:
+                    for line in _numbered_lines(fp):
+                        yield replace(line, end=offset + line.end, file=name if named else None)
+            except ZIP_READ_ERRORS as exc:
+                raise PackageError(f"{name} cannot be read from the zip: {exc}") from exc
+            offset += size
 
     def read_line(self, start: int) -> bytes:
-        """Return the line of items.jsonl that begins at byte `start` (a `Line.start`).
+        """Return the line that begins at byte `start` of the item files (a `Line.start`).
 
         A reader of a large package keeps offsets instead of lines, e.g. of lines with data: URIs.
         """
-        try:
-            with self._open_items() as fp:
-                fp.seek(start)
-                return fp.readline(MAX_LINE_BYTES + 1)
-        except ZIP_READ_ERRORS as exc:
-            raise PackageError(f"{ITEMS_NAME} cannot be read from the zip: {exc}") from exc
+        for name, size in zip(self.files, self.sizes, strict=True):
+            if start < size:
+                try:
+                    with self._open_items(name) as fp:
+                        fp.seek(start)
+                        return fp.readline(MAX_LINE_BYTES + 1)
+                except ZIP_READ_ERRORS as exc:
+                    raise PackageError(f"{name} cannot be read from the zip: {exc}") from exc
+            start -= size
+        raise PackageError(f"no line starts at byte {start} past the end of the package")
 
     def read_image(self, ref: str, *, max_bytes: int) -> bytes:
         """Return the bytes a line's `image` names: a data: URI, or a relative path inside the package."""
@@ -138,7 +174,8 @@ class Package:
 
     # Methods that subclasses must implement.
 
-    def _open_items(self) -> IO[bytes]:
+    def _open_items(self, name: str) -> IO[bytes]:
+        """Open one of `files` for reading."""
         raise NotImplementedError("subclasses of Package must provide an _open_items() method")
 
     def _member_size(self, name: str) -> int:
@@ -153,9 +190,10 @@ class Package:
 class JsonlPackage(Package):
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.size = path.stat().st_size
+        self.files = [ITEMS_NAME]  # the file itself, named as items.jsonl is: lines need no file name
+        self.sizes = [path.stat().st_size]
 
-    def _open_items(self) -> IO[bytes]:
+    def _open_items(self, name: str) -> IO[bytes]:
         return self.path.open("rb")
 
     def _member_size(self, name: str) -> int:
@@ -166,17 +204,17 @@ class JsonlPackage(Package):
 
 
 class FolderPackage(Package):
-    """A folder holding items.jsonl; image paths are relative to it and must resolve to a file inside it."""
+    """A folder holding items.jsonl (or a snapshot's splits); image paths are relative to it and must resolve
+    to a file inside it."""
 
     def __init__(self, path: Path) -> None:
         self.root = path.resolve()
-        items = self.root / ITEMS_NAME
-        if not items.is_file():
-            raise PackageError(f"the folder has no {ITEMS_NAME}")
-        self.size = items.stat().st_size
+        names = [child.name for child in self.root.iterdir() if child.is_file()]
+        _, self.files = item_files(names, where="the folder")
+        self.sizes = [(self.root / name).stat().st_size for name in self.files]
 
-    def _open_items(self) -> IO[bytes]:
-        return (self.root / ITEMS_NAME).open("rb")
+    def _open_items(self, name: str) -> IO[bytes]:
+        return (self.root / name).open("rb")
 
     def _member_size(self, name: str) -> int:
         return folder_file(self.root, name).stat().st_size
@@ -201,17 +239,17 @@ class ZipPackage(Package):
             raise PackageError(f"not a readable .zip file: {exc}") from exc
         try:
             self._members = _checked_members(self._zip)
-            self._root = _items_folder(self._members)
+            self._root, self.files = item_files(self._members, where="the zip")
         except PackageError:
             self._zip.close()
             raise
-        self.size = self._members[self._root + ITEMS_NAME].file_size
+        self.sizes = [self._members[self._root + name].file_size for name in self.files]
 
     def close(self) -> None:
         self._zip.close()
 
-    def _open_items(self) -> IO[bytes]:
-        return self._zip.open(self._members[self._root + ITEMS_NAME])
+    def _open_items(self, name: str) -> IO[bytes]:
+        return self._zip.open(self._members[self._root + name])
 
     def _member_size(self, name: str) -> int:
         return self._member(name).file_size
@@ -268,16 +306,26 @@ def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     return members
 
 
-def _items_folder(members: dict[str, zipfile.ZipInfo]) -> str:
-    """Return the folder prefix of items.jsonl: "" at the root, "top/" when the zip holds one folder."""
-    if ITEMS_NAME in members:
-        return ""
-    nested = sorted(name for name in members if name.count("/") == 1 and name.endswith("/" + ITEMS_NAME))
+def item_files(names: Iterable[str], *, where: str) -> tuple[str, list[str]]:
+    """Return the folder prefix of the item files and their names: items.jsonl, else a snapshot's splits.
+
+    items.jsonl is looked for at the root, then in one top folder ("top/"); without it, the top-level
+    `.jsonl` files of an export snapshot are the item files, in name order.
+    """
+    names = set(names)
+    if ITEMS_NAME in names:
+        return "", [ITEMS_NAME]
+    nested = sorted(name for name in names if name.count("/") == 1 and name.endswith("/" + ITEMS_NAME))
     if len(nested) == 1:
-        return nested[0].removesuffix(ITEMS_NAME)
+        return nested[0].removesuffix(ITEMS_NAME), [ITEMS_NAME]
     if nested:
-        raise PackageError(f"the zip has {ITEMS_NAME} in several folders ({', '.join(nested)}); expected one")
-    raise PackageError(f"the zip has no {ITEMS_NAME} at its root or in a single top folder")
+        raise PackageError(f"{where} has {ITEMS_NAME} in several folders ({', '.join(nested)}); expected one")
+    splits = sorted(name for name in names if "/" not in name and name.lower().endswith(".jsonl"))
+    if splits:
+        return "", splits
+    raise PackageError(
+        f"{where} has no {ITEMS_NAME} at its root or in a single top folder, and no .jsonl files of an export"
+    )
 
 
 def _numbered_lines(fp: IO[bytes]) -> Iterator[Line]:

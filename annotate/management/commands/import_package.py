@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotate.exceptions import ImportRejectedError
+from annotate.exceptions import ImportRejectedError, import_error_where
 from annotate.models import Campaign
 from annotate.services.imports import import_package
 
@@ -38,8 +38,7 @@ class Command(BaseCommand):
             except ImportRejectedError as exc:
                 bar.close()
                 for error in exc.errors:
-                    where = f"line {error['line']}" if error["line"] else "package"
-                    self.stderr.write(f"{where}: {error['reason']}")
+                    self.stderr.write(f"{import_error_where(error)}: {error['reason']}")
                 raise CommandError(f"Import rejected with {len(exc.errors)} error(s); nothing was written.") from exc
         self.stdout.write(
             f"Imported {summary.items} items, {summary.pairs} pairs ({summary.gold} gold), {summary.priors} prior "
