@@ -23,7 +23,9 @@ from PIL import Image as PILImage
 
 from annotate import clock
 from annotate.exceptions import ImportRejectedError
+from annotate.exports import labels as export_labels
 from annotate.exports.formats import FORMATS
+from annotate.exports.labels import Votes
 from annotate.models import (
     Annotation,
     Assignment,
@@ -41,6 +43,7 @@ from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.campaigns import campaign_create, membership_set
 from annotate.services.exports import export_snapshot_create, export_snapshot_run
 from annotate.services.imports import import_job_run, import_package
+from annotate.services.quality import consensus_refresh
 from rewardlab import data as rl
 from tests.conftest import wait_for
 from tests.test_loop_worker import broker_unreachable
@@ -443,6 +446,64 @@ def test_an_annotations_export_reads_with_rewardlab(pairs, campaign):
         assert scene.facts == {"answer": "two"} and scene.meta == {"qtype": "counting"}
     row = rows_of(snapshot)[0]
     assert row["annotator"].startswith("ann-") and row["shown_left"] == "b" and row["duration_ms"] == 900
+
+
+def crowd(campaign: Campaign, make_user, pairs: int) -> list[Pair]:
+    """Label `pairs` pairs by three annotators: two careful ones, one who disagrees on every fourth pair."""
+    for username in ("c1", "c2", "c3"):
+        make_user(username)
+        membership_set(campaign=campaign, username=username, role="annotator")
+    image = textured_image(0)
+    made = [make_item(campaign, f"crowd-{i}", image, ("One.", "Two."))[0] for i in range(pairs)]
+    for i, pair in enumerate(made):
+        truth = "ab"[i % 2]
+        for username in ("c1", "c2", "c3"):
+            wrong = username == "c3" and i % 4 == 0
+            label(pair, username, {"a": "b", "b": "a"}[truth] if wrong else truth, 1 + i % 4)
+    return made
+
+
+def verdicts_by_pair(votes: Votes, made: list[Pair]) -> dict[int, tuple]:
+    verdicts = {}
+    for pair in sorted(made, key=lambda pair: pair.pk):
+        verdict = votes.verdict(votes.index(pair.pk), source="human")
+        verdicts[pair.pk] = (verdict.more_hallucinated, verdict.strength, verdict.agreement, verdict.method)
+    return verdicts
+
+
+@pytest.mark.django_db
+def test_a_snapshot_decides_pairs_block_by_block_exactly_as_the_campaigns_consensus(campaign, make_user, monkeypatch):
+    made = crowd(campaign, make_user, pairs=30)
+    consensus_refresh(campaign=campaign)
+    monkeypatch.setattr(export_labels, "BLOCK_LABELS", 7)  # blocks end mid-pair: a pair's 3 labels straddle them
+
+    verdicts = verdicts_by_pair(Votes(Annotation.objects.filter(pair__campaign=campaign)), made)
+
+    stored = {pair.pk: pair.consensus for pair in Pair.objects.filter(campaign=campaign)}
+    assert {value[3] for value in verdicts.values()} == {"dawid-skene"}
+    for pair_id, (choice, strength, agreement, method) in verdicts.items():
+        assert stored[pair_id] == {
+            "more_hallucinated": choice, "strength": strength, "agreement": agreement, "method": method
+        }  # fmt: skip
+    votes = Votes(Annotation.objects.filter(pair__campaign=campaign))
+    votes.index(made[-1].pk)
+    with pytest.raises(ValueError, match="increasing pair id"):
+        votes.index(made[0].pk)
+
+
+@pytest.mark.django_db
+def test_past_fit_max_labels_reliabilities_are_fitted_on_a_share_of_the_pairs(campaign, make_user, monkeypatch):
+    made = crowd(campaign, make_user, pairs=60)
+    labels = Annotation.objects.filter(pair__campaign=campaign)
+    full = verdicts_by_pair(Votes(labels), made)
+    monkeypatch.setattr(export_labels, "FIT_MAX_LABELS", 90)
+
+    sample = export_labels.fit_sample(labels, rater="annotator_id")
+    assert 0.3 < sample.n_pairs / len(made) < 0.7 and len(sample.pair) == 3 * sample.n_pairs, "about every other pair"
+    sampled = verdicts_by_pair(Votes(labels), made)
+
+    assert {value[3] for value in sampled.values()} == {"dawid-skene"}
+    assert [value[0] for value in sampled.values()] == [value[0] for value in full.values()]
 
 
 @pytest.mark.django_db

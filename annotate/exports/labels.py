@@ -11,21 +11,37 @@ recorded, whenever the worker runs it. Per pair, in this order:
 2. a pair with human labels takes their consensus (no choice on a tie);
 3. with prior labels counted (`labels="with_priors"`) and no human label, the majority of its prior labels.
 
-The labels are read once into compact arrays (a few numbers per label), never into row objects.
+Memory stays flat however many labels there are: the annotators' reliabilities are fitted once, on at
+most FIT_MAX_LABELS labels (every label of a campaign up to that size, else those of a hashed 1/n of the pairs),
+and the pairs are then decided a block of BLOCK_LABELS labels at a time, in the pair-id order in which
+the rows are written. Up to FIT_MAX_LABELS labels, that is exactly the consensus the campaign shows.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import F, IntegerField, QuerySet, Value
+from django.db.models import BigIntegerField, F, IntegerField, QuerySet, Value
+from django.db.models.functions import Mod
 
-from annotate.quality.consensus import METHOD_DAWID_SKENE, METHOD_MAJORITY, NO_CHOICE, consensus
+from annotate.quality.consensus import (
+    METHOD_DAWID_SKENE,
+    METHOD_MAJORITY,
+    NO_CHOICE,
+    Consensus,
+    consensus_with,
+    reliability_fit,
+)
 from annotate.quality.table import CHOICES, CODE, LabelTable
 
 SOURCE_HUMAN, SOURCE_PRIOR, SOURCE_GOLD = "human", "prior", "gold"
 CHUNK = 5000
+FIT_MAX_LABELS = 200_000  # enough to pin down every active annotator's 4×4 confusion matrix many times over
+BLOCK_LABELS = 20_000
+LAST_PAIR = sys.maxsize
+HASH_MULTIPLIER, HASH_SLOTS = 2_654_435_761, 2**32  # the product fits a bigint for pair ids below 3.4e9
 
 
 @dataclass(frozen=True)
@@ -40,32 +56,67 @@ class Verdict:
     method: str  # how it was decided: dawid-skene, majority or gold
 
 
-def label_table(labels: QuerySet, *, rater: str | None = "annotator_id") -> LabelTable:
-    """Read labels (pair, rater, choice, strength) into a LabelTable, streaming the query.
+def label_rows(labels: QuerySet, *, rater: str | None = "annotator_id") -> QuerySet:
+    """Return labels as (pair id, rater, choice, strength) rows in pair-id order.
 
     `rater=None` puts every label under one rater: prior labels have no annotator.
     """
     who = Value(0, output_field=IntegerField()) if rater is None else F(rater)
-    rows = labels.order_by().values_list("pair_id", who, "more_hallucinated", "strength")
-    return LabelTable.from_rows(rows.iterator(chunk_size=CHUNK))
+    return labels.order_by("pair_id").values_list("pair_id", who, "more_hallucinated", "strength")
+
+
+def fit_sample(labels: QuerySet, *, rater: str | None) -> LabelTable:
+    """Read the labels reliabilities are fitted on: all of them up to FIT_MAX_LABELS, else every n-th pair's."""
+    stride = -(-labels.count() // FIT_MAX_LABELS)
+    if stride > 1:
+        # Knuth's multiplicative hash of the pair id: a pseudo-random 1/stride of the pairs, whatever
+        # pattern the ids follow (every other pair imported from one source, say).
+        big = BigIntegerField()
+        slot = Mod(F("pair_id") * Value(HASH_MULTIPLIER, big), Value(HASH_SLOTS, big), output_field=big)
+        labels = labels.alias(slot=slot).filter(slot__lt=HASH_SLOTS // stride)
+    return LabelTable.from_rows(label_rows(labels, rater=rater).order_by().iterator(chunk_size=CHUNK))
 
 
 class Votes:
-    """The consensus of one kind of labels (human or prior), looked up by pair id."""
+    """The consensus of one kind of labels (human or prior), looked up by pair id in increasing order.
 
-    def __init__(self, table: LabelTable) -> None:
-        self.table = table
-        result = consensus(table)
-        self.choice, self.strength, self.agreement = result.choice, result.strength, result.agreement
-        self.dawid_skene = result.dawid_skene
-        self.count = table.labels_per_pair()
-        self.votes = table.votes()
+    Pairs are decided a block at a time with one reliability fit (the module docstring), so only one
+    block's labels are ever in memory.
+    """
+
+    def __init__(self, labels: QuerySet, *, rater: str | None = "annotator_id") -> None:
+        self.rows = label_rows(labels, rater=rater)
+        self.fit = reliability_fit(fit_sample(labels, rater=rater))
+        self.first = self.last = -1  # the pair ids the loaded block covers
+        self._decide([])
 
     def index(self, pair_id: int) -> int | None:
-        """Return the pair's row in the arrays, or None when it has no label here."""
+        """Return the pair's row in the block's arrays, or None when it has no label here."""
+        if pair_id < self.first:
+            raise ValueError(f"pair {pair_id} asked for after pair {self.first}: ask in increasing pair id")
+        if pair_id > self.last:
+            self._load(pair_id)
         ids = self.table.pair_ids
         at = int(np.searchsorted(ids, pair_id))
         return at if at < len(ids) and ids[at] == pair_id else None
+
+    def _load(self, pair_id: int) -> None:
+        """Read the next block: up to BLOCK_LABELS labels from `pair_id` on, ending at a whole pair."""
+        rows = list(self.rows.filter(pair_id__gte=pair_id)[:BLOCK_LABELS])
+        self.first, self.last = pair_id, LAST_PAIR
+        if len(rows) == BLOCK_LABELS:
+            self.last = rows[-1][0] - 1  # the last pair's labels may go on past the block
+            rows = [row for row in rows if row[0] <= self.last] or list(self.rows.filter(pair_id=rows[0][0]))
+            self.last = max(self.last, rows[-1][0])
+        self._decide(rows)
+
+    def _decide(self, rows: list[tuple]) -> None:
+        self.table = LabelTable.from_rows(rows)
+        result: Consensus = consensus_with(self.table, self.fit)
+        self.choice, self.strength, self.agreement = result.choice, result.strength, result.agreement
+        self.dawid_skene = result.dawid_skene
+        self.count = self.table.labels_per_pair()
+        self.votes = self.table.votes()
 
     def verdict(self, at: int, *, source: str) -> Verdict:
         choice, strength = int(self.choice[at]), self.strength[at]
@@ -96,7 +147,7 @@ class Verdicts:
         self.priors = priors
 
     def of(self, pair_id: int, gold_answer: str) -> Verdict | None:
-        """Return the pair's verdict, or None when nothing labels it."""
+        """Return the pair's verdict, or None when nothing labels it; ask in increasing pair id."""
         at = self.human.index(pair_id)
         if gold_answer:
             return self.human.gold_verdict(at, gold_answer)

@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 from django.db.models import FilteredRelation, OuterRef, Q, QuerySet, Subquery
 
 from annotate.exports.filters import ExportFilters
-from annotate.exports.labels import Verdict, Verdicts, Votes, label_table
+from annotate.exports.labels import Verdict, Verdicts, Votes
 from annotate.models import Annotation, Pair, PairScore, PriorLabel
 from annotate.selectors import pseudonym
 from rewardlab.labels import label_margin
@@ -176,8 +176,8 @@ def verdicts_at(spec: Spec) -> Verdicts:
     priors = None
     if spec.filters.labels == "with_priors":
         kept = PriorLabel.objects.filter(pair__campaign_id=spec.campaign_id, pk__lte=spec.cutoff.prior)
-        priors = Votes(label_table(kept, rater=None))
-    return Verdicts(human=Votes(label_table(human_labels(spec))), priors=priors)
+        priors = Votes(kept, rater=None)
+    return Verdicts(human=Votes(human_labels(spec)), priors=priors)
 
 
 def judge(spec: Spec, verdicts: Verdicts, row: dict) -> Verdict | str:

@@ -52,6 +52,18 @@ class DawidSkene:
     confusion: np.ndarray  # (A, K, K): annotator j's P(answer l | truth k)
     prior: np.ndarray  # (K,)
     iterations: int
+    annotator_ids: np.ndarray  # (A,) whose confusion matrices these are, so other labels of theirs can use them
+
+    def confusion_of(self, annotator_ids: np.ndarray) -> np.ndarray:
+        """Return the confusion matrices of the given annotators; one the fit never saw gets a uniform one.
+
+        A uniform matrix is what the smoothed M-step gives an annotator without labels: their vote moves
+        no posterior.
+        """
+        at = np.clip(np.searchsorted(self.annotator_ids, annotator_ids), 0, max(len(self.annotator_ids) - 1, 0))
+        known = self.annotator_ids[at] == annotator_ids if len(self.annotator_ids) else np.zeros(0, bool)
+        uniform = np.full((len(annotator_ids), K, K), 1.0 / K)
+        return np.where(known[:, None, None], self.confusion[at], uniform) if len(self.annotator_ids) else uniform
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,9 @@ def dawid_skene(
         truth = updated
         if moved < tolerance:
             break
-    return DawidSkene(posterior=truth, confusion=confusion, prior=prior, iterations=iterations)
+    return DawidSkene(
+        posterior=truth, confusion=confusion, prior=prior, iterations=iterations, annotator_ids=table.annotator_ids
+    )
 
 
 def dawid_skene_applies(table: LabelTable) -> bool:
@@ -172,15 +186,27 @@ def median_strength(table: LabelTable, choice: np.ndarray) -> np.ndarray:
     return np.floor(middle)
 
 
+def reliability_fit(table: LabelTable) -> DawidSkene | None:
+    """Fit Dawid–Skene when the rule allows (`dawid_skene_applies`), else None: consensus is a majority."""
+    return dawid_skene(table) if dawid_skene_applies(table) else None
+
+
 def consensus(table: LabelTable) -> Consensus:
     """Return every pair's consensus: Dawid–Skene where the rule allows and the pair has two labels, else majority."""
+    return consensus_with(table, reliability_fit(table))
+
+
+def consensus_with(table: LabelTable, fit: DawidSkene | None) -> Consensus:
+    """Return every pair's consensus with the annotators' reliabilities from `fit`, or by majority when None.
+
+    `fit` may come from other labels than `table`'s: an export fits once on the campaign's labels, then
+    decides the pairs a block at a time. On the labels it was fitted on, this gives `fit.posterior` again.
+    """
     choice, agreement = majority(table.votes())
     decided_by_ds = np.zeros(table.n_pairs, dtype=bool)
-    fit = None
-    if dawid_skene_applies(table):
-        fit = dawid_skene(table)
+    if fit is not None:
         decided_by_ds = table.labels_per_pair() >= 2
-        ds_choice, ds_agreement = _most_probable(fit.posterior)
+        ds_choice, ds_agreement = _most_probable(posterior(table, fit.confusion_of(table.annotator_ids), fit.prior))
         choice = np.where(decided_by_ds, ds_choice, choice)
         agreement = np.where(decided_by_ds, ds_agreement, agreement)
     return Consensus(
