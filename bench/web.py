@@ -1,22 +1,30 @@
-"""Load benchmark of the annotator loop over REST: next-pair + submit under 1, 8 and 32 annotators.
+"""Load benchmark: annotators labeling beside a lead, a researcher and a retrain, at 8, 32 and 64 annotators.
 
 Run with `make bench-web` or `.venv/bin/python bench/web.py [--seconds 10] [--quick]`. It prints one JSON
 document on stdout (progress goes to stderr) and writes it to bench/out/web.json.
 
 What it does, top to bottom:
 1. create a fresh PostgreSQL database `rewardlab_bench` on the server DATABASE_URL names and migrate it;
-2. per level, seed a new campaign (P pairs, overlap k, gold pairs) and N new annotators with tokens,
-   so no level starts on a pool an earlier level drained;
-3. serve the app with gunicorn (gthread, DEBUG off) as a child process, loopback only;
-4. per level, run N annotator threads, each with its own keep-alive connection and token, looping
-   next-pair -> submit for a fixed time; calls that start inside the warm-up are left out of the stats;
-5. reconcile against the database: no over-assigned pair, no (pair, annotator) labelled twice, and the
+2. per level, seed a new campaign (P pairs, half with a prior label, overlap k, gold pairs), N new
+   annotators with tokens, its lead (with a password) and a researcher, so no level starts on a pool an
+   earlier level drained;
+3. start a real Celery worker (both queues, `--worker-concurrency` processes) on a Redis database of the
+   bench's own (`--broker-url`, flushed), then serve the app with gunicorn (gthread, DEBUG off), loopback only;
+4. per level, for a fixed time, the mixed workload: N annotator threads looping next-pair -> submit, each
+   with its own keep-alive connection and token; the lead asks for a retrain over the API (the worker trains
+   while the annotators label, and `retrain_every` queues more), signs in through the login form and
+   reloads the dashboard page every few seconds; a researcher asks for a `reward` snapshot, polls it,
+   downloads it and starts over. Calls that start inside the warm-up are left out of the stats, which
+   give p50/p95/p99 per endpoint, throughput and every non-2xx status;
+5. after each level, wait for its retrains and exports to end and record them (`background`);
+6. reconcile against the database: no over-assigned pair, no (pair, annotator) labelled twice, and the
    submits the server acknowledged equal the Annotation rows exactly (nothing lost, nothing doubled).
 
-The annotators are closed-loop with no think time by default (`--think-ms 0`): each thread sends its next
-request as soon as the last one returns, so at N annotators the server always has N requests in flight and
-the latencies measure the server at saturation (Little's law: latency ~ N / throughput), not a human pace.
-The client threads share the machine's cores with gunicorn and PostgreSQL; the JSON says how many there are.
+Annotators pause `--think-ms` on average (uniform 0.5x to 1.5x) before each submit: 1 s by default, a very
+fast human. `--think-ms 0` makes the loop closed with no pause, so at N annotators the server always has N
+requests in flight and the latencies measure it at saturation (Little's law: latency ~ N / throughput).
+`--annotators-only` drops the lead, researcher and worker. The client threads share the machine's cores
+with gunicorn, the worker and PostgreSQL; the JSON says how many there are.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -39,8 +48,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -50,6 +60,7 @@ DEFAULT_OUT = ROOT / "bench" / "out" / "web.json"
 
 GOAL_P99_MS = 50.0
 GOAL_AT_ANNOTATORS = 32
+DEFAULT_THINK_MS = 1000.0  # a very fast annotator: a label a second, keyboard only
 CLIENT_TIMEOUT_S = 30.0  # one stuck request must not hang the run
 CONNECT_RETRIES = 3  # a connection dropped before any response is retried; submit is idempotent per assignment
 SERVER_START_TIMEOUT_S = 60.0
@@ -57,6 +68,15 @@ SERVER_STOP_GRACE_S = 10.0
 ERROR_BACKOFF_S = 0.05  # after an error answer, so a failing server is not hammered in a tight loop
 CHOICES = ("a", "b", "both", "neither")
 CHOICE_WEIGHTS = (0.4, 0.4, 0.1, 0.1)
+DASHBOARD_EVERY_S = 5.0  # the lead's reload of the dashboard page
+EXPORT_POLL_S = 1.0
+PRIOR_SHARE = 0.5
+OK_STATUSES = ("200", "201", "202", "204", "302")
+WORKER_NAME = "bench-worker@%h"
+WORKER_START_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = 300.0  # after a level, how long its retrains and exports may take to finish
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/13"
+ACTIVE = ("queued", "running")  # the researcher's poll of a running snapshot, as the exports page's htmx does
 
 
 def log(message: str) -> None:
@@ -115,10 +135,12 @@ def django_setup(env: dict[str, str]) -> None:
 @dataclass
 class Seeded:
     campaign_id: int
-    tokens: list[str]
+    tokens: list[str]  # the annotators'
     pairs: int
     gold_pairs: int
     seconds: float
+    lead: tuple[str, str, str]  # username, password, token
+    researcher_token: str
 
 
 def seed_level(
@@ -130,14 +152,17 @@ def seed_level(
     from django.db import connection, transaction
     from rest_framework.authtoken.models import Token
 
-    from annotate.models import Item, Pair, Response
+    from annotate.models import Item, Pair, PriorLabel, Response
     from annotate.services.campaigns import campaign_create, membership_set
 
     started = time.perf_counter()
     User = get_user_model()
     gold_pairs = max(1, round(pairs * gold_share)) if gold_share > 0 else 0
+    lead_password = f"bench-{os.urandom(8).hex()}"
     with transaction.atomic():
-        lead = User.objects.create(username=f"bench-lead-{level}", password=make_password(None))
+        # The lead signs in through the login form (the dashboard is an HTML page): one real password hash.
+        lead = User.objects.create_user(username=f"bench-lead-{level}", password=lead_password)
+        researcher = User.objects.create(username=f"bench-researcher-{level}", password=make_password(None))
         campaign = campaign_create(
             created_by=lead,
             name=f"bench level {level}: {annotators} annotators",
@@ -150,7 +175,10 @@ def seed_level(
         )
         for user in users:
             membership_set(campaign=campaign, username=user.username, role="annotator")
-        tokens = Token.objects.bulk_create([Token(key=Token.generate_key(), user=user) for user in users])
+        membership_set(campaign=campaign, username=researcher.username, role="researcher")
+        tokens = Token.objects.bulk_create(
+            [Token(key=Token.generate_key(), user=user) for user in (*users, lead, researcher)]
+        )
 
         image = _bench_image()
         items = Item.objects.bulk_create(
@@ -174,7 +202,7 @@ def seed_level(
             ],
             batch_size=2000,
         )
-        Pair.objects.bulk_create(
+        created = Pair.objects.bulk_create(
             [
                 Pair(
                     campaign=campaign,
@@ -189,11 +217,30 @@ def seed_level(
             ],
             batch_size=1000,
         )
+        # Prior labels on a share of the pairs, as an import of AI feedback brings: the model trains from them
+        # before annotators have labeled much, so the lead's retrain has something to train on.
+        PriorLabel.objects.bulk_create(
+            [
+                PriorLabel(pair=pair, more_hallucinated=rng.choice("ab"), strength=rng.randint(1, 4), source="bench")
+                for pair in created
+                if rng.random() < PRIOR_SHARE
+            ],
+            batch_size=2000,
+        )
     with connection.cursor() as cursor:
         # Fresh rows, fresh statistics: the planner should see the tables as a live deployment's would be.
         cursor.execute("ANALYZE")
     connection.close()
-    return Seeded(campaign.pk, [token.key for token in tokens], pairs, gold_pairs, time.perf_counter() - started)
+    keys = [token.key for token in tokens]
+    return Seeded(
+        campaign.pk,
+        keys[:annotators],
+        pairs,
+        gold_pairs,
+        time.perf_counter() - started,
+        lead=(lead.username, lead_password, keys[-2]),
+        researcher_token=keys[-1],
+    )
 
 
 def _bench_image():
@@ -239,6 +286,67 @@ def _terminate_with_parent() -> None:
         pass  # not Linux: try/finally and atexit still stop it
 
 
+def group_stop(process: subprocess.Popen | None) -> None:
+    """SIGTERM a child started in its own session (its master stops its workers), SIGKILL the group if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(SERVER_STOP_GRACE_S + 5)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the group is ours: start_new_session
+        process.wait()
+
+
+def child_start(argv: list[str], env: dict[str, str], log_file) -> subprocess.Popen:
+    """Start a server process in its own session, stopped with this one even if this one is SIGKILLed."""
+    return subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_terminate_with_parent,
+    )
+
+
+class CeleryWorker:
+    """A real Celery worker on both queues, as `make demo` runs it: it trains the retrains and writes the exports."""
+
+    def __init__(self, *, concurrency: int, env: dict[str, str], log_path: Path) -> None:
+        self.argv = [
+            str(VENV_BIN / "celery"), "-A", "workers", "worker", "-Q", "cpu,gpu", "-n", WORKER_NAME,
+            "--concurrency", str(concurrency), "--without-mingle", "--without-gossip", "--loglevel", "warning",
+        ]  # fmt: skip
+        self.env, self.log_path = env, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the worker and wait until it says it is alive (workers.presence writes its Worker row)."""
+        from annotate.models import Worker
+
+        self.log_file = self.log_path.open("w")
+        self.process = child_start(self.argv, self.env, self.log_file)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+        while not Worker.objects.filter(hostname__startswith=WORKER_NAME.split("%")[0]).exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the Celery worker did not start; see {self.log_path}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        group_stop(process)
+
+
+def redis_flush(url: str) -> None:
+    """Empty the bench's Redis database, so no message of an earlier run reaches this run's worker."""
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -278,15 +386,7 @@ class Server:
 
     def start(self, probe_token: str) -> None:
         self.log_file = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_terminate_with_parent,
-        )
+        self.process = child_start(self.argv, self.env, self.log_file)
         atexit.register(self.stop)
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -306,14 +406,7 @@ class Server:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()  # the master stops its workers gracefully
-        try:
-            process.wait(SERVER_STOP_GRACE_S + 5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # the group is ours: start_new_session above
-            process.wait()
+        group_stop(process)
         self.log_file.close()
 
     def log_tail(self, lines: int = 20) -> list[str]:
@@ -329,67 +422,52 @@ class Server:
 
 @dataclass
 class Call:
-    kind: str  # "next_pair" or "submit"
+    kind: str  # the endpoint: "next_pair", "submit", "dashboard", "export_create", ...
     start: float  # perf_counter at the first byte sent
     ms: float
     status: str  # HTTP status, or "connection" when no answer came after the retries
 
 
 @dataclass
-class Annotator:
-    """One simulated annotator: its own token and keep-alive connection, next-pair then submit until the deadline."""
+class Client:
+    """One simulated user: its own keep-alive connection; every call is timed and kept in `calls`."""
 
     port: int
     token: str
     campaign_id: int
     deadline: float
-    think_s: float
     rng: random.Random
     calls: list[Call] = field(default_factory=list)
-    acknowledged: dict[int, int] = field(default_factory=dict)  # assignment -> annotation id
-    exhausted: bool = False
     retries: int = 0
+    browser: bool = False  # signed in with a session cookie (HTML pages) rather than a token (the API)
+    cookies: dict[str, str] = field(default_factory=dict)
 
     def run(self) -> None:
         self.conn = self._connect()
-        path = f"/api/v1/campaigns/{self.campaign_id}/next-pair/"
         try:
-            while time.perf_counter() < self.deadline:
-                status, body = self._call("next_pair", "GET", path)
-                if status == "204":
-                    self.exhausted = True
-                    return
-                if status != "200":
-                    time.sleep(ERROR_BACKOFF_S)
-                    continue
-                assignment = json.loads(body)["assignment"]
-                if self.think_s:
-                    time.sleep(self.rng.uniform(0.5, 1.5) * self.think_s)
-                status, body = self._call("submit", "POST", "/api/v1/annotations/", self._label(assignment))
-                if status in ("200", "201"):
-                    self.acknowledged[assignment] = json.loads(body)["id"]
-                else:
-                    time.sleep(ERROR_BACKOFF_S)
+            self.work()
         finally:
             self.conn.close()
+
+    def work(self) -> None:
+        raise NotImplementedError
 
     def _connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=CLIENT_TIMEOUT_S)
 
-    def _label(self, assignment: int) -> bytes:
-        choice = self.rng.choices(CHOICES, CHOICE_WEIGHTS)[0]
-        label = {
-            "assignment": assignment,
-            "more_hallucinated": choice,
-            "strength": self.rng.randint(1, 4) if choice in ("a", "b") else None,
-            "duration_ms": self.rng.randint(2000, 20000),
-        }
-        return json.dumps(label).encode()
-
-    def _call(self, kind: str, method: str, path: str, body: bytes | None = None) -> tuple[str, bytes]:
-        headers = {"Authorization": f"Token {self.token}", "Accept": "application/json"}
+    def _headers(self, body: bytes | None, content_type: str) -> dict[str, str]:
+        if self.browser:
+            headers = {"Accept": "text/html", "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        else:
+            headers = {"Accept": "application/json", "Authorization": f"Token {self.token}"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
+        return headers
+
+    def _call(
+        self, kind: str, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"
+    ) -> tuple[str, bytes]:
+        headers = self._headers(body, content_type)
         start = time.perf_counter()
         for attempt in range(CONNECT_RETRIES):
             try:
@@ -397,6 +475,7 @@ class Annotator:
                 response = self.conn.getresponse()
                 data = response.read()
                 status = str(response.status)
+                self._keep_cookies(response)
                 break
             except (OSError, http.client.HTTPException):
                 # A dropped keep-alive connection: reconnect and resend (next-pair returns the open lease,
@@ -409,6 +488,122 @@ class Annotator:
             status, data = "connection", b""
         self.calls.append(Call(kind, start, (time.perf_counter() - start) * 1000, status))
         return status, data
+
+    def _keep_cookies(self, response: http.client.HTTPResponse) -> None:
+        if not self.browser:
+            return
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep, but not past the deadline; False once the deadline has come."""
+        time.sleep(max(0.0, min(seconds, self.deadline - time.perf_counter())))
+        return time.perf_counter() < self.deadline
+
+
+@dataclass
+class Annotator(Client):
+    """An annotator: next-pair then submit until the deadline, with `think_s` on average before each submit."""
+
+    think_s: float = 0.0
+    acknowledged: dict[int, int] = field(default_factory=dict)  # assignment -> annotation id
+    exhausted: bool = False
+
+    def work(self) -> None:
+        path = f"/api/v1/campaigns/{self.campaign_id}/next-pair/"
+        while time.perf_counter() < self.deadline:
+            status, body = self._call("next_pair", "GET", path)
+            if status == "204":
+                self.exhausted = True
+                return
+            if status != "200":
+                time.sleep(ERROR_BACKOFF_S)
+                continue
+            assignment = json.loads(body)["assignment"]
+            if self.think_s:
+                time.sleep(self.rng.uniform(0.5, 1.5) * self.think_s)
+            status, body = self._call("submit", "POST", "/api/v1/annotations/", self._label(assignment))
+            if status in ("200", "201"):
+                self.acknowledged[assignment] = json.loads(body)["id"]
+            else:
+                time.sleep(ERROR_BACKOFF_S)
+
+    def _label(self, assignment: int) -> bytes:
+        choice = self.rng.choices(CHOICES, CHOICE_WEIGHTS)[0]
+        label = {
+            "assignment": assignment,
+            "more_hallucinated": choice,
+            "strength": self.rng.randint(1, 4) if choice in ("a", "b") else None,
+            "duration_ms": self.rng.randint(2000, 20000),
+        }
+        return json.dumps(label).encode()
+
+
+@dataclass
+class Lead(Client):
+    """The campaign's lead: asks for a retrain once, then keeps the dashboard page open, reloading it."""
+
+    username: str = ""
+    password: str = ""
+    every_s: float = DASHBOARD_EVERY_S
+
+    def work(self) -> None:
+        self._call("retrain_request", "POST", f"/api/v1/campaigns/{self.campaign_id}/models/", b"{}")
+        self._sign_in()
+        while True:
+            self._call("dashboard", "GET", f"/campaigns/{self.campaign_id}/dashboard/")
+            if not self._pause(self.every_s):
+                return
+
+    def _sign_in(self) -> None:
+        """Sign in through the login form, as a browser does: its CSRF cookie and token, then the session."""
+        self.browser = True
+        status, page = self._call("login_page", "GET", "/login/")
+        match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        if status != "200" or match is None:
+            raise RuntimeError(f"the login page answered {status} without a CSRF token")
+        form = urlencode({"csrfmiddlewaretoken": match.group(1).decode(), **self._credentials()}).encode()
+        status, _ = self._call("login", "POST", "/login/", form, "application/x-www-form-urlencoded")
+        if status != "302" or "sessionid" not in self.cookies:
+            raise RuntimeError(f"signing in answered {status}, not a redirect with a session")
+
+    def _credentials(self) -> dict[str, str]:
+        return {"username": self.username, "password": self.password}
+
+
+@dataclass
+class Researcher(Client):
+    """A researcher: asks for a `reward` snapshot, polls it, downloads it, and starts over until the deadline."""
+
+    poll_s: float = EXPORT_POLL_S
+    exports: list[dict] = field(default_factory=list)
+
+    def work(self) -> None:
+        body = json.dumps({"format": "reward", "filters": {"test_share": 0.1}}).encode()
+        while time.perf_counter() < self.deadline:
+            status, created = self._call(
+                "export_create", "POST", f"/api/v1/campaigns/{self.campaign_id}/exports/", body
+            )
+            if status != "202":
+                if not self._pause(ERROR_BACKOFF_S):
+                    return
+                continue
+            self._follow(json.loads(created)["id"], time.perf_counter())
+
+    def _follow(self, snapshot: int, asked: float) -> None:
+        """Poll the snapshot until it ends, then download it; record how long the whole export took."""
+        while self._pause(self.poll_s):
+            status, body = self._call("export_status", "GET", f"/api/v1/exports/{snapshot}/")
+            state = json.loads(body)["status"] if status == "200" else None
+            if state in ("succeeded", "failed"):
+                size = 0
+                if state == "succeeded":
+                    _, data = self._call("export_download", "GET", f"/api/v1/exports/{snapshot}/download/")
+                    size = len(data)
+                seconds = round(time.perf_counter() - asked, 2)
+                self.exports.append({"id": snapshot, "status": state, "seconds": seconds, "bytes": size})
+                return
 
 
 def cpu_sample(server_pgid: int) -> dict | None:
@@ -477,17 +672,36 @@ def latency_summary(values: list[float]) -> dict:
     }
 
 
-def run_level(
-    *, seeded: Seeded, port: int, server_pgid: int, seconds: float, warmup: float, think_ms: float, seed: int
-) -> tuple[dict, dict]:
-    """Run the annotators of one level; return the level's stats and the submits the server acknowledged."""
-    start = time.perf_counter()
-    measure_from, deadline = start + warmup, start + warmup + seconds
-    annotators = [
-        Annotator(port, token, seeded.campaign_id, deadline, think_ms / 1000, random.Random(seed * 1000 + i))
+def level_clients(seeded: Seeded, *, port: int, deadline: float, think_ms: float, seed: int, mixed: bool) -> list:
+    """The level's simulated users: its annotators and, in the mixed workload, the lead and a researcher."""
+    rng = [random.Random(seed * 1000 + i) for i in range(len(seeded.tokens) + 2)]
+    clients: list[Client] = [
+        Annotator(port, token, seeded.campaign_id, deadline, rng[i], think_s=think_ms / 1000)
         for i, token in enumerate(seeded.tokens)
     ]
-    threads = [threading.Thread(target=a.run, daemon=True, name=f"annotator-{i}") for i, a in enumerate(annotators)]
+    if mixed:
+        username, password, token = seeded.lead
+        clients.append(Lead(port, token, seeded.campaign_id, deadline, rng[-2], username=username, password=password))
+        clients.append(Researcher(port, seeded.researcher_token, seeded.campaign_id, deadline, rng[-1]))
+    return clients
+
+
+def run_level(
+    *,
+    seeded: Seeded,
+    port: int,
+    server_pgid: int,
+    seconds: float,
+    warmup: float,
+    think_ms: float,
+    seed: int,
+    mixed: bool,
+) -> tuple[dict, dict]:
+    """Run the users of one level; return the level's stats and the submits the server acknowledged."""
+    start = time.perf_counter()
+    measure_from, deadline = start + warmup, start + warmup + seconds
+    clients = level_clients(seeded, port=port, deadline=deadline, think_ms=think_ms, seed=seed, mixed=mixed)
+    threads = [threading.Thread(target=c.run, daemon=True, name=f"client-{i}") for i, c in enumerate(clients)]
     for thread in threads:
         thread.start()
     time.sleep(max(0.0, measure_from - time.perf_counter()))
@@ -498,12 +712,13 @@ def run_level(
         thread.join(max(0.0, deadline - time.perf_counter()) + CLIENT_TIMEOUT_S * (CONNECT_RETRIES + 1))
     stuck = sum(thread.is_alive() for thread in threads)
 
-    calls = [call for a in annotators for call in a.calls]
+    annotators = [c for c in clients if isinstance(c, Annotator)]
+    calls = [call for c in clients for call in c.calls]
     measured = [call for call in calls if measure_from <= call.start < deadline]
-    by_kind = {kind: [c for c in measured if c.kind == kind] for kind in ("next_pair", "submit")}
-    statuses = {kind: dict(sorted(Counter(c.status for c in group).items())) for kind, group in by_kind.items()}
-    error_statuses = Counter(c.status for c in measured if c.status not in ("200", "201", "204"))
-    labels = sum(1 for c in by_kind["submit"] if c.status == "201")
+    kinds = sorted({c.kind for c in calls}, key=lambda kind: (kind not in ("next_pair", "submit"), kind))
+    by_kind = {kind: [c for c in measured if c.kind == kind] for kind in kinds}
+    error_statuses = Counter(c.status for c in measured if c.status not in OK_STATUSES)
+    labels = sum(1 for c in by_kind.get("submit", []) if c.status == "201")
     acknowledged = {k: v for a in annotators for k, v in a.acknowledged.items()}
     stats = {
         "annotators": len(annotators),
@@ -517,9 +732,8 @@ def run_level(
         "requests_per_second": round(len(measured) / seconds, 1),
         "labels": labels,
         "labels_per_second": round(labels / seconds, 1),
-        "next_pair": latency_summary([c.ms for c in by_kind["next_pair"]]),
-        "submit": latency_summary([c.ms for c in by_kind["submit"]]),
-        "statuses": statuses,
+        "endpoints": {kind: latency_summary([c.ms for c in group]) for kind, group in by_kind.items()},
+        "statuses": {kind: dict(sorted(Counter(c.status for c in group).items())) for kind, group in by_kind.items()},
         "cpu": cpu_split(cpu_before, cpu_after, seconds),
         "errors": {
             "by_status": dict(sorted(error_statuses.items())),
@@ -527,12 +741,53 @@ def run_level(
             "connection": error_statuses.get("connection", 0),
             "total": sum(error_statuses.values()),
         },
-        "connection_retries": sum(a.retries for a in annotators),
+        "connection_retries": sum(c.retries for c in clients),
         "annotators_out_of_work": sum(a.exhausted for a in annotators),
         "threads_stuck": stuck,
         "submits_acknowledged_whole_run": len(acknowledged),
+        "exports": [e for c in clients if isinstance(c, Researcher) for e in c.exports],
     }
     return stats, acknowledged
+
+
+def background_work(campaign_id: int) -> dict:
+    """Wait for the level's retrains and exports to end, then describe them: what the worker did beside the users."""
+    from annotate.models import ExportSnapshot, ModelRun
+
+    def active() -> bool:
+        runs = ModelRun.objects.filter(campaign_id=campaign_id, status__in=ModelRun.ACTIVE_STATUSES)
+        return runs.exists() or ExportSnapshot.objects.filter(campaign_id=campaign_id, status__in=ACTIVE).exists()
+
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while active() and time.monotonic() < deadline:
+        time.sleep(1.0)
+    runs = [
+        {
+            "id": run.pk,
+            "trigger": run.trigger,
+            "status": run.status,
+            "labels_at_request": run.labels_at_request,
+            "samples": run.metrics.get("samples"),
+            "seconds": _seconds(run.started_at, run.finished_at),
+            "stage_seconds": run.metrics.get("stage_seconds"),
+            "error": run.error or None,
+        }
+        for run in ModelRun.objects.filter(campaign_id=campaign_id).order_by("pk")
+    ]
+    exports = [
+        {
+            "id": snap.pk,
+            "status": snap.status,
+            "rows": snap.rows,
+            "seconds": _seconds(snap.created_at, snap.finished_at),
+        }
+        for snap in ExportSnapshot.objects.filter(campaign_id=campaign_id).order_by("pk")
+    ]
+    return {"drained": not active(), "model_runs": runs, "export_snapshots": exports}
+
+
+def _seconds(start, end) -> float | None:
+    return round((end - start).total_seconds(), 1) if start and end else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -622,13 +877,25 @@ def machine_info() -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--annotators", default="1,8,32", help="comma-separated levels (default 1,8,32)")
+    parser.add_argument("--annotators", default="8,32,64", help="comma-separated levels (default 8,32,64)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per level (default 20)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per level left out of the stats (default 2)")
     parser.add_argument("--pairs", type=int, default=3000, help="pairs per level's campaign (default 3000)")
     parser.add_argument("--overlap", type=int, default=3, help="labels wanted per pair (default 3)")
     parser.add_argument("--gold-share", type=float, default=0.05, help="campaign gold share and share of gold pairs")
-    parser.add_argument("--think-ms", type=float, default=0.0, help="mean pause before each submit (default 0)")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=DEFAULT_THINK_MS,
+        help=f"mean pause before each submit (default {DEFAULT_THINK_MS:.0f}; 0 measures the server at saturation)",
+    )
+    parser.add_argument(
+        "--annotators-only",
+        action="store_true",
+        help="no lead, researcher or Celery worker: the annotator loop alone, with an in-memory broker",
+    )
+    parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL, help="Redis for the mixed workload (flushed)")
+    parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker processes (default 2)")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3 for 2 cores)")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (default 4)")
     parser.add_argument("--keep-alive", type=int, default=5, help="gunicorn keep-alive seconds (default 5)")
@@ -638,7 +905,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--quick", action="store_true", help="~30 s smoke run: 600 pairs, 5 s per level, 1 s warm-up")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 600 pairs, 5 s per level, 1 s warm-up")
     args = parser.parse_args(argv)
     if args.quick:
         args.pairs, args.seconds, args.warmup = min(args.pairs, 600), min(args.seconds, 5.0), min(args.warmup, 1.0)
@@ -655,13 +922,18 @@ def goals(levels: list[dict], reconciliation: dict) -> list[dict]:
     observed = None
     met = None  # not measured: the level was not run
     if at is not None:
-        observed = {kind: at[kind].get("p99_ms") for kind in ("next_pair", "submit")}
-        met = all(v is not None and v < GOAL_P99_MS for v in observed.values()) and at["errors"]["5xx"] == 0
+        observed = {kind: at["endpoints"].get(kind, {}).get("p99_ms") for kind in ("next_pair", "submit")}
+        met = all(v is not None and v < GOAL_P99_MS for v in observed.values())
     return [
         {
-            "goal": f"p99 < {GOAL_P99_MS:.0f} ms at {GOAL_AT_ANNOTATORS} annotators (next_pair and submit), no 5xx",
+            "goal": f"p99 < {GOAL_P99_MS:.0f} ms at {GOAL_AT_ANNOTATORS} annotators (next_pair and submit)",
             "observed_p99_ms": observed,
             "met": met,
+        },
+        {
+            "goal": "zero 5xx on every endpoint at every level",
+            "observed": {level["annotators"]: level["errors"]["5xx"] for level in levels},
+            "met": all(level["errors"]["5xx"] == 0 for level in levels),
         },
         {
             "goal": "zero over-assignment",
@@ -701,7 +973,12 @@ def main(argv: list[str] | None = None) -> dict:
         "LOG_LEVEL": "WARNING",
         "PYTHONWARNINGS": "ignore:No directory at",  # STATIC_ROOT does not exist in the scratch var/
     }
-    env.pop("CELERY_BROKER_URL", None)  # nothing the bench enqueues may reach a real broker's queues
+    env.pop("CELERY_BROKER_URL", None)  # nothing the bench enqueues may reach a real broker's queues but its own
+    mixed = not args.annotators_only
+    if mixed:
+        # The mixed workload's retrains and exports go through a real Redis broker to a real worker.
+        env |= {"CELERY_BROKER_URL": args.broker_url, "REWARDLAB_CACHE_DIR": str(work_dir / "cache")}
+        redis_flush(args.broker_url)
 
     started = time.time()
     parts = urlsplit(db_url)
@@ -734,8 +1011,12 @@ def main(argv: list[str] | None = None) -> dict:
         env=env,
         log_path=args.out.parent / "gunicorn.log",
     )
+    worker = CeleryWorker(concurrency=args.worker_concurrency, env=env, log_path=args.out.parent / "worker.log")
     levels, acknowledged = [], []
     try:
+        if mixed:
+            worker.start()
+            log(f"Celery worker up ({args.worker_concurrency} processes, broker {args.broker_url})")
         server.start(probe_token=seeded[0].tokens[0])
         log(f"gunicorn up on 127.0.0.1:{port} ({args.workers} workers x {args.threads} threads)")
         for level_seed in seeded:
@@ -747,16 +1028,19 @@ def main(argv: list[str] | None = None) -> dict:
                 warmup=args.warmup,
                 think_ms=args.think_ms,
                 seed=args.seed + len(levels),
+                mixed=mixed,
             )
+            p99 = {kind: summary.get("p99_ms") for kind, summary in stats["endpoints"].items()}
+            log(f"{stats['annotators']:>3} annotators: {stats['labels_per_second']} labels/s, p99 ms {p99}, "
+                f"errors {stats['errors']['by_status']}")  # fmt: skip
+            if mixed:
+                stats["background"] = background_work(level_seed.campaign_id)
+                log(f"    worker beside them: {stats['background']}")
             levels.append(stats)
             acknowledged.append(acked)
-            log(
-                f"{stats['annotators']:>3} annotators: {stats['labels_per_second']} labels/s, "
-                f"next_pair p99 {stats['next_pair'].get('p99_ms')} ms, submit p99 {stats['submit'].get('p99_ms')} ms, "
-                f"errors {stats['errors']['by_status']}"
-            )
     finally:
         server.stop()
+        worker.stop()
 
     per_level = [reconcile(s.campaign_id, acked) for s, acked in zip(seeded, acknowledged, strict=True)]
     totals = {
@@ -800,7 +1084,14 @@ def main(argv: list[str] | None = None) -> dict:
             "think_ms": args.think_ms,
             "quick": args.quick,
             "seed": args.seed,
-            "client": "closed loop, one thread and keep-alive connection per annotator, same machine as the server",
+            "client": "closed loop, one thread and keep-alive connection per user, same machine as the server",
+            "mixed": mixed,
+            "mixed_users": "per level: the annotators; a lead who asks for a retrain, then reloads the dashboard page "
+            f"every {DASHBOARD_EVERY_S:.0f} s; a researcher who exports, polls every {EXPORT_POLL_S:.0f} s, downloads, "
+            "and starts over; a Celery worker training and exporting beside them"
+            if mixed
+            else None,
+            "worker_concurrency": args.worker_concurrency if mixed else None,
         },
         "levels": levels,
         "reconciliation": reconciliation,

@@ -26,6 +26,7 @@ import numpy as np
 from django.db.models import BigIntegerField, F, IntegerField, QuerySet, Value
 from django.db.models.functions import Mod
 
+from annotate.models import Pair
 from annotate.quality.consensus import (
     METHOD_DAWID_SKENE,
     METHOD_MAJORITY,
@@ -102,7 +103,10 @@ class Votes:
 
     def _load(self, pair_id: int) -> None:
         """Read the next block: up to BLOCK_LABELS labels from `pair_id` on, ending at a whole pair."""
-        rows = list(self.rows.filter(pair_id__gte=pair_id)[:BLOCK_LABELS])
+        # The second bound lets PostgreSQL start its scan of the pairs there too, not at the campaign's first pair.
+        rows = list(
+            self.rows.filter(pair_id__gte=pair_id, pair__in=Pair.objects.filter(pk__gte=pair_id))[:BLOCK_LABELS]
+        )
         self.first, self.last = pair_id, LAST_PAIR
         if len(rows) == BLOCK_LABELS:
             self.last = rows[-1][0] - 1  # the last pair's labels may go on past the block
