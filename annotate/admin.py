@@ -1,6 +1,18 @@
 from django.contrib import admin
 
-from annotate.models import Annotation, Assignment, Campaign, Image, ImportJob, Item, Membership, Pair
+from annotate.models import (
+    Annotation,
+    Assignment,
+    Campaign,
+    ExportSnapshot,
+    Image,
+    ImportJob,
+    Item,
+    Membership,
+    ModelRun,
+    Pair,
+    Worker,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -48,4 +60,25 @@ class AnnotationAdmin(admin.ModelAdmin):
     raw_id_fields = ["assignment", "pair", "annotator"]
 
 
-admin.site.register([Image, ImportJob, Assignment])
+@admin.register(ModelRun)
+class ModelRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "campaign", "trigger", "status", "stage", "progress", "worker", "device", "finished_at"]
+    list_filter = ["status", "trigger", "campaign"]
+    readonly_fields = ["metrics", "config"]
+
+
+@admin.register(ExportSnapshot)
+class ExportSnapshotAdmin(admin.ModelAdmin):
+    """Read-only: a snapshot is immutable once written (API.md); staff may look at one or delete it."""
+
+    list_display = ["id", "campaign", "format", "status", "rows", "size_bytes", "created_by", "finished_at"]
+    list_filter = ["status", "format", "campaign"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+admin.site.register([Image, ImportJob, Assignment, Worker])

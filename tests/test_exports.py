@@ -585,3 +585,17 @@ def test_a_worker_writes_snapshots_even_those_asked_for_while_the_broker_was_dow
     assert done["status"] == "succeeded" and done["progress"] == 1.0, done["error"]
     body = b"".join(researcher.get(done["download_url"]).streaming_content)
     assert hashlib.sha256(body).hexdigest() == done["sha256"]
+
+
+@pytest.mark.django_db
+def test_staff_see_snapshots_in_the_admin_but_cannot_change_one(pairs, campaign, client):
+    snapshot = export(campaign, "reward")
+    client.force_login(User.objects.create_superuser("root", password="pw-root"))
+    url = f"/admin/annotate/exportsnapshot/{snapshot.pk}/change/"
+
+    listing = client.get("/admin/annotate/exportsnapshot/")
+    assert listing.status_code == 200 and str(snapshot.rows) in listing.content.decode()
+    assert client.get(url).status_code == 200, "a view-only page"
+    assert client.post(url, {"rows": 0}).status_code == 403
+    assert client.get("/admin/annotate/exportsnapshot/add/").status_code == 403
+    assert ExportSnapshot.objects.get(pk=snapshot.pk).rows == snapshot.rows > 0
