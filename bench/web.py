@@ -580,7 +580,7 @@ class Researcher(Client):
     exports: list[dict] = field(default_factory=list)
 
     def work(self) -> None:
-        body = json.dumps({"format": "reward", "filters": {"test_share": 0.1}}).encode()
+        body = json.dumps({"format": "reward", "filters": {"labels": "with_priors", "test_share": 0.1}}).encode()
         while time.perf_counter() < self.deadline:
             status, created = self._call(
                 "export_create", "POST", f"/api/v1/campaigns/{self.campaign_id}/exports/", body
