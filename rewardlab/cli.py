@@ -24,7 +24,7 @@ from rewardlab.artifacts import Artifact, ArtifactError
 from rewardlab.config import CURATIONS, LABEL_SETS, WEIGHTINGS, EncoderConfig, ModelConfig, RunConfig, TrainConfig
 from rewardlab.data import DataError, Dataset, load_dataset
 from rewardlab.labels import current_labels
-from rewardlab.pipeline import RewardModel, features_for, metrics_compute, model_load, model_score, model_train
+from rewardlab.pipeline import RewardModel, metrics_compute, model_load, model_score_pairs, model_train
 from rewardlab.scoring import Scores
 
 DEFAULT_CACHE = Path.home() / ".cache" / "rewardlab"
@@ -82,8 +82,8 @@ def _scored(args: argparse.Namespace) -> Iterator[tuple[RewardModel, Artifact, D
     """Load MODEL_DIR and DATA and score every pair; DATA stays open inside the block."""
     model, artifact = model_load(args.model, device=args.device or default_device())
     with load_dataset(args.data) as dataset:
-        features = features_for(dataset, model.run, args.cache_dir, progress=not args.quiet)
-        yield model, artifact, dataset, model_score(model, dataset, features)
+        scores = model_score_pairs(model, dataset, cache_dir=args.cache_dir, progress=not args.quiet)
+        yield model, artifact, dataset, scores
 
 
 def cmd_score(args: argparse.Namespace) -> None:

@@ -2,7 +2,8 @@
 
 The CLI and the Celery workers call only these functions. A trained model is one artifact directory
 (`rewardlab.artifacts`): the run's config, both ensembles' weights, which items each member held out,
-and the held-out metrics.
+and the held-out metrics. An artifact whose config says `backend: "vlm"` holds a vision-language reward
+model (`rewardlab.vlm`); `model_train`, `model_load` and `model_score_pairs` serve both backends.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,11 +23,16 @@ from rewardlab.cache import EmbeddingCache
 from rewardlab.config import RunConfig
 from rewardlab.data import Dataset
 from rewardlab.features import Encoders, Features, features_build
-from rewardlab.labels import NO_FOLD, current_labels, folds_of_items, samples_build
+from rewardlab.labels import NO_FOLD, Samples, current_labels, folds_of_items, samples_build
 from rewardlab.metrics import evaluate
 from rewardlab.model import RewardHeads, heads_build
 from rewardlab.scoring import Scores, scores_compute
 from rewardlab.train import predict, train_run
+from rewardlab.vlm.config import BACKEND as VLM_BACKEND
+from rewardlab.vlm.config import VLMRunConfig
+
+if TYPE_CHECKING:
+    from rewardlab.vlm.reward_model import VLMRewardModel
 
 CHOICE_OF_SIGN = {1.0: "b", -1.0: "a", 0.0: "both"}  # sign of the current label → more_hallucinated
 ARTIFACT_FORMAT = 1
@@ -45,15 +51,32 @@ class RewardModel:
 
     def folds_of(self, dataset: Dataset) -> np.ndarray:
         """Return per pair the fold of its item in training, or NO_FOLD for items the model never saw."""
-        hashes = np.array([_item_hash(item.external_id) for item in dataset.items], dtype=np.int64)
-        at = np.clip(np.searchsorted(self.item_hashes, hashes), 0, max(len(self.item_hashes) - 1, 0))
-        seen = (self.item_hashes[at] == hashes) if len(self.item_hashes) else np.zeros(len(hashes), bool)
-        folds = np.where(seen, self.item_folds[at] if len(self.item_folds) else NO_FOLD, NO_FOLD)
-        return np.array([folds[pair.item] for pair in dataset.pairs], dtype=np.int64)
+        return pair_folds(dataset, self.item_hashes, self.item_folds)
 
 
 def _item_hash(external_id: str) -> int:
     return int.from_bytes(hashlib.sha256(external_id.encode()).digest()[:8], "big", signed=True)
+
+
+def trained_item_folds(dataset: Dataset, samples: Samples, fold_of_item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sorted hashes of the items some label trained on, and their folds, as artifacts keep them.
+
+    Items are kept by a hash of their external_id, not by index, so a later dataset (new pairs imported
+    since) finds which of its pairs a member held out (`pair_folds`).
+    """
+    labeled_items = sorted({dataset.pairs[p].item for p in samples.pair.tolist()})
+    hashes = np.array([_item_hash(dataset.items[i].external_id) for i in labeled_items], dtype=np.int64)
+    order = np.argsort(hashes)
+    return hashes[order], fold_of_item[labeled_items][order]
+
+
+def pair_folds(dataset: Dataset, item_hashes: np.ndarray, item_folds: np.ndarray) -> np.ndarray:
+    """Return per pair the fold of its item in training, or NO_FOLD for items the model never saw."""
+    hashes = np.array([_item_hash(item.external_id) for item in dataset.items], dtype=np.int64)
+    at = np.clip(np.searchsorted(item_hashes, hashes), 0, max(len(item_hashes) - 1, 0))
+    seen = (item_hashes[at] == hashes) if len(item_hashes) else np.zeros(len(hashes), bool)
+    folds = np.where(seen, item_folds[at] if len(item_folds) else NO_FOLD, NO_FOLD)
+    return np.array([folds[pair.item] for pair in dataset.pairs], dtype=np.int64)
 
 
 def features_for(dataset: Dataset, run: RunConfig, cache_dir: str | Path | None, *, progress: bool = True):
@@ -91,7 +114,7 @@ def metrics_compute(dataset: Dataset, scores: Scores, label: np.ndarray) -> dict
 
 def model_train(
     dataset: Dataset,
-    run: RunConfig,
+    run: RunConfig | VLMRunConfig,
     *,
     out: str | Path | None = None,
     cache_dir: str | Path | None = None,
@@ -105,7 +128,13 @@ def model_train(
     `reference_p` [P], a previous run's honest `p_a_better` per pair, lets EGT curate from it instead of
     training a probe ensemble first (the loop retrains every few hundred labels; the probe would double
     each retrain's cost). `on_progress(stage, fraction)` hears "embedding", "training" (0 to 1) and "scoring".
+    A VLMRunConfig trains the vision-language backend instead (`rewardlab.vlm`; `cache_dir` and `features`
+    are for the heads' embeddings and go unused), with the same returns.
     """
+    if isinstance(run, VLMRunConfig):
+        from rewardlab.vlm.train import vlm_train  # transformers and peft load only for this backend
+
+        return vlm_train(dataset, run, out=out, reference_p=reference_p, progress=progress, on_progress=on_progress)
     report = on_progress or (lambda stage, fraction: None)
     started = time.perf_counter()
     report("embedding", 0.0)
@@ -125,11 +154,8 @@ def model_train(
         progress=progress,
         on_progress=lambda fraction: report("training", fraction),
     )
-    labeled_items = sorted({dataset.pairs[p].item for p in samples.pair.tolist()})
-    hashes = np.array([_item_hash(dataset.items[i].external_id) for i in labeled_items], dtype=np.int64)
-    order = np.argsort(hashes)
-    folds = fold_of_item[labeled_items][order]
-    model = RewardModel(run, trained.multimodal, trained.text_only, hashes[order], folds, features.dims)
+    hashes, folds = trained_item_folds(dataset, samples, fold_of_item)
+    model = RewardModel(run, trained.multimodal, trained.text_only, hashes, folds, features.dims)
     report("scoring", 0.0)
     scores = model_score(model, dataset, features)
     metrics = metrics_compute(dataset, scores, current_labels(dataset, run.train))
@@ -166,9 +192,13 @@ def model_save(model: RewardModel, out: str | Path, metrics: dict[str, Any]) -> 
     return artifact_write(out, config=config, tensors=tensors, metrics=metrics)
 
 
-def model_load(path: str | Path, *, device: str | None = None) -> tuple[RewardModel, Artifact]:
-    """Read and verify an artifact and rebuild the model; `device` overrides the one it trained on."""
+def model_load(path: str | Path, *, device: str | None = None) -> tuple[RewardModel | VLMRewardModel, Artifact]:
+    """Read and verify an artifact and rebuild the model of its backend; `device` overrides the one it trained on."""
     artifact = artifact_read(path)
+    if artifact.config.get("backend") == VLM_BACKEND:
+        from rewardlab.vlm.reward_model import vlm_load
+
+        return vlm_load(artifact, device=device), artifact
     run = RunConfig.from_dict(artifact.config["run"])
     if device is not None:
         run = replace(run, train=replace(run.train, device=device))
@@ -181,3 +211,21 @@ def model_load(path: str | Path, *, device: str | None = None) -> tuple[RewardMo
         parts[name] = heads.to(run.train.device).eval()
     hashes, folds = artifact.tensors["items.hash"].numpy(), artifact.tensors["items.fold"].numpy()
     return RewardModel(run, parts["multimodal"], parts["text_only"], hashes, folds, dims), artifact
+
+
+def model_score_pairs(
+    model: RewardModel | VLMRewardModel,
+    dataset: Dataset,
+    *,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Scores:
+    """Score every pair of `dataset` with a model of either backend, as `model_load` returned it.
+
+    The heads read embeddings (encoded through the cache at `cache_dir`); the VLM reads the images itself.
+    """
+    if isinstance(model, RewardModel):
+        return model_score(model, dataset, features_for(dataset, model.run, cache_dir, progress=progress))
+    from rewardlab.vlm.reward_model import vlm_score
+
+    return vlm_score(model, dataset)

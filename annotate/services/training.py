@@ -25,14 +25,15 @@ from django.db.models import Exists, OuterRef, QuerySet
 from annotate import clock
 from annotate.bulk import rows_insert
 from annotate.models import Annotation, Campaign, Item, ModelRun, Pair, PairScore, PriorLabel
-from annotate.services.model_runs import retrain_if_due, run_dir, run_files_delete, runs_prune
+from annotate.services.model_runs import GPU_QUEUE, retrain_if_due, run_dir, run_files_delete, runs_prune
 from annotate.services.priorities import priorities_update
 from annotate.services.quality import consensus_refresh
 from rewardlab import data as rl
 from rewardlab.artifacts import artifact_sha256
 from rewardlab.config import EncoderConfig, RunConfig, TrainConfig
-from rewardlab.pipeline import features_for, model_load, model_score, model_train
+from rewardlab.pipeline import features_for, model_load, model_score_pairs, model_train
 from rewardlab.scoring import SCORE_FIELDS, Scores
+from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +52,27 @@ def device_default() -> str:
     return settings.REWARDLAB_DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _margins(campaign: Campaign) -> tuple[float, ...]:
+    """The BT margin per strength: 0 for the weakest, 1 for the strongest, evenly between."""
+    return tuple(round(float(m), 4) for m in np.linspace(0.0, 1.0, campaign.strength_scale))
+
+
 def run_config_for(campaign: Campaign, *, device: str) -> RunConfig:
     """The reward model's settings for a campaign: encoders from the environment, margins per strength."""
     encoders = EncoderConfig(
         text=settings.REWARDLAB_TEXT_ENCODER or EncoderConfig.text,
         image=settings.REWARDLAB_IMAGE_ENCODER or EncoderConfig.image,
     )
-    scale = campaign.strength_scale
-    margins = tuple(round(float(m), 4) for m in np.linspace(0.0, 1.0, scale))
-    return RunConfig(encoders=encoders, train=TrainConfig(device=device, margins=margins, labels="all"))
+    return RunConfig(encoders=encoders, train=TrainConfig(device=device, margins=_margins(campaign), labels="all"))
+
+
+def training_config_for(campaign: Campaign, *, device: str, queue: str) -> RunConfig | VLMRunConfig:
+    """The settings of a run taken from `queue`: the vision-language model when this worker has one and
+    took the run from the `gpu` queue (issue 8), else the default heads over cached embeddings."""
+    if not (settings.REWARDLAB_VLM and queue == GPU_QUEUE):
+        return run_config_for(campaign, device=device)
+    train = vlm_train_config(device=device, margins=_margins(campaign), labels="all")
+    return VLMRunConfig(VLMConfig(model_dir=settings.REWARDLAB_VLM), train)
 
 
 class StorageImages:
@@ -197,11 +210,13 @@ def _claim(run_id: int, worker: str, device: str) -> ModelRun | None:
     return ModelRun.objects.select_related("campaign").get(pk=run_id) if claimed else None
 
 
-def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True) -> ModelRun | None:
+def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True, queue: str = "") -> ModelRun | None:
     """Train, evaluate and score a queued run, make it the campaign's model, then refresh priorities.
 
-    A transient error puts the run back in the queue and raises TransientRunError (when `may_retry`);
-    any other error fails the run with its reason, and the campaign keeps the model it had.
+    `queue` is the one the run's message came from (by default the one it was sent to): it picks the
+    backend (`training_config_for`). A transient error puts the run back in the queue and raises
+    TransientRunError (when `may_retry`); any other error fails the run with its reason, and the
+    campaign keeps the model it had.
     """
     device = device_default()
     run = _claim(run_id, worker, device)
@@ -210,7 +225,7 @@ def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True) -> Mo
         return None
     try:
         with _RunReporter(run) as report:
-            _train_and_activate(run, device=device, report=report)
+            _train_and_activate(run, device=device, queue=queue or run.queue, report=report)
     except TRANSIENT_ERRORS as exc:
         close_old_connections()
         if may_retry:
@@ -226,10 +241,10 @@ def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True) -> Mo
     return run
 
 
-def _train_and_activate(run: ModelRun, *, device: str, report: _RunReporter) -> None:
+def _train_and_activate(run: ModelRun, *, device: str, queue: str, report: _RunReporter) -> None:
     report("loading", 0.0)
     campaign = run.campaign
-    config = run_config_for(campaign, device=device)
+    config = training_config_for(campaign, device=device, queue=queue)
     ModelRun.objects.filter(pk=run.pk).update(config=config.to_dict())
     dataset, pair_ids = campaign_dataset(campaign)
     out = run_dir(run)
@@ -349,9 +364,9 @@ def scores_fill(*, campaign_id: int) -> int:
     dataset, pair_ids = campaign_dataset(campaign, pairs=Pair.objects.filter(campaign=campaign).exclude(Exists(scored)))
     if not len(pair_ids):
         return 0
-    model, _ = model_load(run.artifact_path, device=device_default())
-    features = features_for(dataset, model.run, settings.REWARDLAB_CACHE_DIR, progress=False)
-    _scores_write(run, pair_ids, model_score(model, dataset, features), replace=False)
+    model, _ = model_load(run.artifact_path, device=device_default())  # either backend, as its artifact says
+    scores = model_score_pairs(model, dataset, cache_dir=settings.REWARDLAB_CACHE_DIR)
+    _scores_write(run, pair_ids, scores, replace=False)
     priorities_update(campaign=campaign)
     return len(pair_ids)
 
