@@ -279,10 +279,15 @@ class ImportJob(models.Model):
     pairs_created = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)  # when the broker took its task (services.jobs)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The re-send of jobs a broker outage left unsent.
+            models.Index(fields=["status", "dispatched_at"], condition=Q(status="queued"), name="import_queued_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"import {self.pk} ({self.status})"

@@ -210,6 +210,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 REWARDLAB_DEVICE = os.environ.get("REWARDLAB_DEVICE", "")
 REWARDLAB_TEXT_ENCODER = os.environ.get("REWARDLAB_TEXT_ENCODER", "")
 REWARDLAB_IMAGE_ENCODER = os.environ.get("REWARDLAB_IMAGE_ENCODER", "")
+REWARDLAB_VLM = os.environ.get("REWARDLAB_VLM", "")  # local VLM directory: runs from the gpu queue fine-tune it
 # Where workers keep model artifacts (one directory per run) and the embedding cache; not served to anyone.
 REWARDLAB_MODEL_DIR = Path(os.environ.get("REWARDLAB_MODEL_DIR", VAR_DIR / "models"))
 REWARDLAB_CACHE_DIR = Path(os.environ.get("REWARDLAB_CACHE_DIR", VAR_DIR / "cache"))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
@@ -83,6 +86,26 @@ def api_as():
 ROLES = Membership.Role
 
 
+def subprocess_env(settings) -> dict[str, str]:
+    """The environment of a process of the project (a worker, a web server) on the test database and folders."""
+    db = settings.DATABASES["default"]
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "REWARDLAB_MODEL_DIR": str(settings.REWARDLAB_MODEL_DIR),
+        "REWARDLAB_CACHE_DIR": str(settings.REWARDLAB_CACHE_DIR),
+        "REWARDLAB_DEVICE": "cpu",
+        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", ""),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 # A worker on both queues, one task at a time, without the cluster chatter a single test worker does not need.
 WORKER_ARGS = (
     "celery -A workers worker -Q cpu,gpu --pool solo --without-mingle --without-gossip --loglevel info".split()
@@ -101,24 +124,15 @@ def start_worker(django_db_setup, settings, tmp_path):
     if not broker.startswith("redis://"):
         raise pytest.UsageError("The worker tests need CELERY_BROKER_URL=redis://...; run `make test`.")
     redis.Redis.from_url(broker).flushdb()
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "REWARDLAB_MODEL_DIR": str(settings.REWARDLAB_MODEL_DIR),
-        "REWARDLAB_CACHE_DIR": str(settings.REWARDLAB_CACHE_DIR),
-        "REWARDLAB_DEVICE": "cpu",
-        "REWARDLAB_RUN_HEARTBEAT_SECONDS": "1",
-        "CELERY_BROKER_URL": broker,
-    }
+    env = {**subprocess_env(settings), "REWARDLAB_RUN_HEARTBEAT_SECONDS": "1"}
     started: list[tuple[subprocess.Popen, object]] = []
 
-    def start(hostname: str = "test-worker@%h") -> subprocess.Popen:
+    def start(hostname: str = "test-worker@%h", *, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a worker; `env_extra` adds to or replaces its environment (another broker, a faster beat)."""
         log = (tmp_path / f"worker-{len(started)}.log").open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", *WORKER_ARGS, "--hostname", hostname],
-            env=env,
+            env={**env, **(env_extra or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=settings.BASE_DIR,
@@ -140,6 +154,129 @@ def start_worker(django_db_setup, settings, tmp_path):
 def worker_process(start_worker):
     """One real Celery worker process for the test (see `start_worker`)."""
     return start_worker()
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port, which the test may stop and start again on that port.
+
+    Nothing is saved to disk, so a restart comes back empty, as a broker that lost its data does.
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        wait_for(lambda: self._answers(client), timeout=10, interval=0.05, what=f"redis-server on port {self.port}")
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def _answers(self, client: redis.Redis) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(f"redis-server exited with {self.process.returncode}; see {self.log_path}")
+        try:
+            return client.ping()
+        except redis.ConnectionError:
+            return False
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server for this test alone (`RedisServer`): a broker a test may stop without touching anyone else's."""
+    server = RedisServer(tmp_path / "redis.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def producer_sends_to(url: str | None) -> None:
+    """Point this process's Celery producer at another broker (None: back to the configured one)."""
+    from workers.app import app
+
+    # kombu keeps one pool per broker URL; forgetting the app's pools makes it fetch the one for `url`.
+    app.conf.broker_write_url = url
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def private_broker(private_redis):
+    """`private_redis`, and this process's Celery producer sending to it (what live_server's requests send too)."""
+    producer_sends_to(private_redis.url)
+    yield private_redis
+    producer_sends_to(None)
+
+
+class WebServer:
+    """gunicorn serving annotate.wsgi on loopback (gthread: each thread its own database connection)."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, threads: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        argv = [
+            sys.executable, "-m", "gunicorn", "annotate.wsgi", "--bind", f"127.0.0.1:{self.port}",
+            "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
+            "--timeout", "60", "--graceful-timeout", "5", "--log-level", "warning",
+        ]  # fmt: skip
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR)
+        wait_for(self._answers, timeout=60, interval=0.1, what="gunicorn to answer")
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
+        try:
+            return requests.get(f"{self.url}/login/", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def worker_pids(self) -> set[int]:
+        """The pids of gunicorn's worker processes: the same set before and after a fault means no restart."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+        return {int(pid) for pid in children.split()}
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown: keep-alive connections are not waited for
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def start_web(django_db_setup, settings, tmp_path):
+    """Return a function that serves the app with gunicorn, a real WSGI server process, on the test database.
+
+    Unlike pytest-django's `live_server` (a thread per request, its connection closed after it), gunicorn's
+    threads keep their database connections between requests, as in production. Like workers, it sees only
+    committed rows (`django_db(transaction=True)`); every server started is stopped after the test.
+    """
+    started: list[WebServer] = []
+    env = {**subprocess_env(settings), "DEBUG": "false", "ALLOWED_HOSTS": "127.0.0.1"}
+
+    def start(*, threads: int = 4) -> WebServer:
+        server = WebServer(env=env, log_path=tmp_path / f"gunicorn-{len(started)}.log", threads=threads)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

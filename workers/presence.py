@@ -3,35 +3,43 @@
 Training goes to the `gpu` queue only while a GPU worker is seen (`training_queue`), and leads see
 the workers online beside their model runs. A worker that starts under the name of one that was
 running a model run was killed mid-run: that run is failed at once instead of waiting to go stale.
-Every beat also sends queued runs and export snapshots that never reached the broker, so a retrain or an
-export asked for during a broker outage starts within SEEN_EVERY_SECONDS of the broker's return, labels or not.
+Every beat also sends queued runs, export snapshots and import jobs that never reached the broker, so a
+retrain, an export or an import asked for during a broker outage starts within SEEN_EVERY_SECONDS of the
+broker's return, labels or not.
+Before that it queues again the export snapshots whose worker was lost mid-write (`exports_reap_lost`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
 
 logger = logging.getLogger(__name__)
 
-SEEN_EVERY_SECONDS = 20
+# Seconds between beats; keep it well under WORKER_SEEN_SECONDS (annotate.services.model_runs), after which a
+# silent worker is taken as gone. REWARDLAB_WORKER_BEAT_SECONDS shortens it, e.g. for tests of outages.
+SEEN_EVERY_SECONDS = float(os.environ.get("REWARDLAB_WORKER_BEAT_SECONDS", "20"))
 _stop = threading.Event()
 
 
 def _record(hostname: str, queues: list[str], *, starting: bool) -> None:
-    """Say this worker is alive; also send runs and exports the web process could not (the broker was down)."""
+    """Say this worker is alive; queue again exports whose worker was lost; send what the broker never got."""
     from django.db import connection
 
-    from annotate.services.exports import exports_dispatch_pending
+    from annotate.services.exports import exports_dispatch_pending, exports_reap_lost
+    from annotate.services.imports import imports_dispatch_pending
     from annotate.services.model_runs import runs_dispatch_pending, worker_seen
     from annotate.services.training import device_default
 
     try:
         worker_seen(hostname=hostname, queues=queues, device=device_default(), starting=starting)
         runs_dispatch_pending()
+        exports_reap_lost()
         exports_dispatch_pending()
+        imports_dispatch_pending()
     except Exception:
         logger.exception("Worker %s could not record that it is alive.", hostname)
     finally:

@@ -23,12 +23,22 @@ def import_job_run(job_id: int) -> None:
     run(job_id=job_id)
 
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
-def export_snapshot_run(snapshot_id: int) -> None:
-    """Write an export snapshot's file; safe to run twice (a finished snapshot is left as it is)."""
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5, soft_time_limit=3600, time_limit=3700)
+def export_snapshot_run(self, snapshot_id: int) -> None:
+    """Write an export snapshot's file; safe to run twice (a finished snapshot, or one being written, is left).
+
+    A transient database error (a dropped connection) queues the snapshot again and retries with
+    exponential backoff; the last attempt fails the snapshot instead.
+    """
     from annotate.services.exports import export_snapshot_run as run
 
-    run(snapshot_id=snapshot_id)
+    may_retry = self.request.retries < self.max_retries
+    try:
+        run(snapshot_id=snapshot_id, may_retry=may_retry)
+    except TRANSIENT as exc:
+        if not may_retry:
+            raise  # the snapshot is failed already
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, MAX_BACKOFF_SECONDS)) from exc
 
 
 @shared_task(
@@ -43,13 +53,18 @@ def model_run_train(self, run_id: int) -> None:
     """Train, evaluate and score a queued model run; a redelivered or duplicate message does nothing.
 
     A transient error puts the run back in the queue and retries with exponential backoff; the last
-    attempt fails the run instead, so a run never waits forever.
+    attempt fails the run instead, so a run never waits forever. The queue the message came from picks
+    the backend: a worker on `gpu` with REWARDLAB_VLM set fine-tunes the vision-language model.
     """
     from annotate.services.training import TransientRunError, model_run_execute
 
+    queue = (self.request.delivery_info or {}).get("routing_key") or ""
     try:
         model_run_execute(
-            run_id=run_id, worker=self.request.hostname, may_retry=self.request.retries < self.max_retries
+            run_id=run_id,
+            worker=self.request.hostname,
+            may_retry=self.request.retries < self.max_retries,
+            queue=queue,
         )
     except TransientRunError as exc:
         raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, MAX_BACKOFF_SECONDS)) from exc

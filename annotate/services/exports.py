@@ -10,6 +10,13 @@ writes the same bytes again (`annotate.exports.writer`).
 The row is written before anything is sent to the broker, so with the broker down a snapshot stays queued
 and unsent; `exports_dispatch_pending` sends it on a live worker's next beat (`workers.presence`), as
 model runs are (`annotate.services.jobs`).
+
+A worker writes while holding the snapshot's job lock, inside a work folder of its own beside the target
+(`.snapshot-<id>-….tmp/`: the temp file and the writer's staging), so nothing half written ever has the
+file's name. A worker killed mid-write leaves the snapshot running, its lock free and its work folder
+behind: `exports_reap_lost` (on every worker's beat) deletes the folder and queues the snapshot again, and
+the next worker writes the same bytes. A dropped database connection puts the snapshot back in the queue
+for its task to retry (`may_retry`).
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from importlib import metadata
@@ -25,7 +34,7 @@ from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max, QuerySet
 
 from annotate import access, clock
@@ -38,7 +47,7 @@ from annotate.exports.rows import Cutoff, PairRow, Spec, annotation_rows, pair_r
 from annotate.exports.writer import SnapshotWriter, file_sha256
 from annotate.models import Annotation, Campaign, ExportSnapshot, Pair, PairScore, PriorLabel
 from annotate.quality.agreement import campaign_alpha
-from annotate.services.jobs import job_send, job_update, jobs_unsent
+from annotate.services.jobs import job_lock, job_send, job_update, jobs_reap_lost, jobs_unsent
 from annotate.services.priorities import DEFAULT_THRESHOLDS
 from rewardlab.config import TrainConfig
 from rewardlab.corrupt import corrupt_image_bytes
@@ -50,6 +59,10 @@ PROGRESS_STEP = 0.02
 PROGRESS_WRITING = 0.99
 CODE_VERSION_ENV = "REWARDLAB_CODE_VERSION"  # e.g. the git commit, set when the image is built
 MEDIA_TYPES = {".zip": "application/zip", ".jsonl": "application/x-ndjson"}
+# Errors of a database that restarted or dropped the connection: the snapshot is queued again and retried.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
+logger = logging.getLogger(__name__)
 
 
 def code_version() -> str:
@@ -139,6 +152,21 @@ def exports_dispatch_pending() -> int:
     return sum(_dispatch(snapshot_id) for snapshot_id in jobs_unsent(ExportSnapshot).values_list("pk", flat=True))
 
 
+def exports_reap_lost() -> int:
+    """Queue again every running snapshot whose worker is gone (`jobs_reap_lost`); return how many.
+
+    Its work folder is deleted first; the snapshot is left unsent, so `exports_dispatch_pending` sends it.
+    """
+    return jobs_reap_lost(ExportSnapshot, _requeue_lost)
+
+
+def _requeue_lost(snapshot: ExportSnapshot) -> None:
+    _work_delete(snapshot)
+    reason = f"The worker writing it was lost at {snapshot.progress:.0%}; it is queued to be written again."
+    logger.warning("Export snapshot %s: %s", snapshot.pk, reason)
+    _requeue(snapshot, reason=reason, dispatched_at=None)
+
+
 def export_snapshot_for(user: AbstractBaseUser, snapshot_id: int) -> ExportSnapshot:
     """Return a snapshot if the user may read its campaign's data."""
     snapshots = ExportSnapshot.objects.select_related("campaign", "created_by")
@@ -189,29 +217,69 @@ class _Progress:
         ExportSnapshot.objects.filter(pk=self.snapshot.pk).update(progress=fraction)
 
 
-def export_snapshot_run(*, snapshot_id: int) -> ExportSnapshot:
+def export_snapshot_run(*, snapshot_id: int, may_retry: bool = False) -> ExportSnapshot:
     """Write a queued snapshot's file; a finished snapshot is returned untouched, so a redelivery does nothing.
 
-    A snapshot found RUNNING is written again: tasks acknowledge late, so that is a worker that died
-    mid-run, and the rerun writes the same bytes to a fresh temp file before renaming it into place.
+    A snapshot found RUNNING is written again when its job lock is free: tasks acknowledge late, so that is a
+    worker that died mid-run, and the rerun writes the same bytes to a fresh temp file before renaming it
+    into place. While another worker holds the lock, it is writing the snapshot: this call leaves it.
+    With `may_retry`, a database error that may pass (a dropped connection) queues the snapshot again and
+    is raised for the task to retry; otherwise it fails the snapshot.
     """
     snapshot = ExportSnapshot.objects.select_related("campaign").filter(pk=snapshot_id).first()
     if snapshot is None:
         raise NotFoundError(f"No export snapshot {snapshot_id}.")
     if snapshot.is_terminal:
         return snapshot
-    job_update(snapshot, status=ExportSnapshot.Status.RUNNING, progress=0.0, error="")
-    try:
-        written = _write(snapshot)
-    except ApplicationError as exc:
-        job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=exc.message, finished_at=clock.now())
-        return snapshot
-    except Exception as exc:
-        reason = f"The export stopped on an unexpected error ({type(exc).__name__}); no file was written."
-        job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=reason, finished_at=clock.now())
-        raise
-    job_update(snapshot, status=ExportSnapshot.Status.SUCCEEDED, progress=1.0, finished_at=clock.now(), **written)
+    with job_lock(snapshot) as free:
+        snapshot.refresh_from_db()
+        if not free or snapshot.is_terminal:
+            return snapshot
+        _work_delete(snapshot)  # what a worker killed mid-write left; with the lock, nobody else writes there
+        job_update(snapshot, status=ExportSnapshot.Status.RUNNING, progress=0.0, error="")
+        try:
+            written = _write(snapshot)
+            job_update(
+                snapshot, status=ExportSnapshot.Status.SUCCEEDED, progress=1.0, finished_at=clock.now(), **written
+            )
+        except ApplicationError as exc:
+            job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=exc.message, finished_at=clock.now())
+        except TRANSIENT_ERRORS as exc:
+            _after_transient(snapshot, exc, may_retry=may_retry)
+            raise
+        except Exception as exc:
+            _fail_unexpected(snapshot, exc)
+            raise
     return snapshot
+
+
+def _after_transient(snapshot: ExportSnapshot, exc: BaseException, *, may_retry: bool) -> None:
+    """Queue the snapshot again for the task's retry (or, on the last try, fail it) over a fresh connection.
+
+    The error most likely ended this session, and the job lock with it: a reaper may have queued the
+    snapshot again meanwhile and another worker be writing it. So the state is written only when the lock
+    can be taken again, by the session that writes it.
+    """
+    connection.close()
+    with job_lock(snapshot) as owner:
+        if not owner:
+            logger.info("Export snapshot %s: another worker took it over after %s.", snapshot.pk, exc)
+        elif may_retry:
+            _requeue(snapshot, reason=f"Retrying after a database error: {exc}")
+        else:
+            _fail_unexpected(snapshot, exc)
+
+
+def _fail_unexpected(snapshot: ExportSnapshot, exc: BaseException) -> None:
+    reason = f"The export stopped on an unexpected error ({type(exc).__name__}); no file was written."
+    job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=reason, finished_at=clock.now())
+
+
+def _requeue(snapshot: ExportSnapshot, *, reason: str, **fields: object) -> None:
+    """Put a running snapshot back in the queue, saying why; a snapshot that finished meanwhile stays finished."""
+    ExportSnapshot.objects.filter(pk=snapshot.pk, status=ExportSnapshot.Status.RUNNING).update(
+        status=ExportSnapshot.Status.QUEUED, progress=0.0, error=reason, **fields
+    )
 
 
 def _margins(snapshot: ExportSnapshot) -> list[float]:
@@ -246,6 +314,20 @@ def _spec(snapshot: ExportSnapshot) -> Spec:
     )
 
 
+def _file_name(snapshot: ExportSnapshot, suffix: str) -> str:
+    return f"{EXPORT_DIR}/campaign-{snapshot.campaign_id}/snapshot-{snapshot.pk}-{snapshot.format}{suffix}"
+
+
+def _work_delete(snapshot: ExportSnapshot) -> None:
+    """Delete what writes of this snapshot left unfinished: their work folders (older runs left bare temp files)."""
+    folder = Path(default_storage.path(_file_name(snapshot, ""))).parent
+    for path in folder.glob(f".snapshot-{snapshot.pk}-*.tmp"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def _write(snapshot: ExportSnapshot) -> dict:
     """Write the snapshot's file into place; return the fields that describe it."""
     spec = _spec(snapshot)
@@ -256,18 +338,23 @@ def _write(snapshot: ExportSnapshot) -> dict:
         alpha_choice=campaign_alpha(verdicts.human.table, level="nominal", scale=scale),
         alpha_strength=campaign_alpha(verdicts.human.table, level="ordinal", scale=scale),
     )
-    suffix = ".zip" if spec.filters.images else ".jsonl"
-    name = f"{EXPORT_DIR}/campaign-{snapshot.campaign_id}/snapshot-{snapshot.pk}-{snapshot.format}{suffix}"
+    name = _file_name(snapshot, ".zip" if spec.filters.images else ".jsonl")
     target = Path(default_storage.path(name))
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    with SnapshotWriter(temp, packed=spec.filters.images, timestamp=snapshot.created_at) as writer:
-        for split, line in _lines(fmt, spec, verdicts, writer, summary, _Progress(snapshot)):
-            writer.add_row(split, line)
-            summary.rows[split] += 1
-        if writer.packed:
-            _add_card(writer, snapshot, fmt, summary)
-    os.replace(temp, target)
+    # One folder per write holds the temp file and the writer's staging, so one delete clears it whatever stops it.
+    work = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    work.mkdir()
+    try:
+        temp = work / target.name
+        with SnapshotWriter(temp, packed=spec.filters.images, timestamp=snapshot.created_at) as writer:
+            for split, line in _lines(fmt, spec, verdicts, writer, summary, _Progress(snapshot)):
+                writer.add_row(split, line)
+                summary.rows[split] += 1
+            if writer.packed:
+                _add_card(writer, snapshot, fmt, summary)
+        os.replace(temp, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return {"file": name, "rows": writer.rows, "sha256": file_sha256(target), "size_bytes": target.stat().st_size}
 
 

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from annotate import clock
 from annotate.exceptions import ApplicationError, ImportRejectedError, NotFoundError
 from annotate.models import Campaign, Image, ImportJob, Item, Pair, PriorLabel, Response
-from annotate.services.jobs import job_update, task_send
+from annotate.services.jobs import job_send, job_update, jobs_unsent
 from annotate.services.model_runs import after_import
 from rewardlab.package.images import ImageInfo, ImageRejectedError, inspect_image
 from rewardlab.package.layouts import ItemSpecParser
@@ -316,11 +316,16 @@ def import_job_create(*, campaign: Campaign, upload: UploadedFile, created_by: A
     return job
 
 
-def _import_job_enqueue(job_id: int) -> None:
-    """Queue the run; with the broker down the job stays QUEUED, and the upload still succeeds."""
+def _import_job_enqueue(job_id: int) -> bool:
+    """Queue the run; with the broker down the job stays QUEUED and unsent, and the upload still succeeds."""
     from workers.tasks import import_job_run as import_job_run_task
 
-    task_send(import_job_run_task, job_id, queue=IMPORT_QUEUE, what=f"import job {job_id}")
+    return job_send(ImportJob, job_id, import_job_run_task, queue=IMPORT_QUEUE)
+
+
+def imports_dispatch_pending() -> int:
+    """Send every queued import job that was never sent (or long ago, untaken); return how many were sent."""
+    return sum(_import_job_enqueue(job_id) for job_id in jobs_unsent(ImportJob).values_list("pk", flat=True))
 
 
 def import_job_run(*, job_id: int) -> ImportJob:
