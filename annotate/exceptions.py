@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from django.db import InterfaceError, OperationalError
+
+# Database errors that may pass (the database restarting, a dropped connection): a job retries on them.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
 
 class ApplicationError(Exception):
     """A request the domain refuses; the message says what state made it fail."""

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
-# Errors that may pass: the database restarting or a dropped connection.
-TRANSIENT = (OperationalError, InterfaceError)
+from annotate.exceptions import TRANSIENT_DB_ERRORS as TRANSIENT
+
 MAX_BACKOFF_SECONDS = 300
 
 

@@ -34,11 +34,11 @@ from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Max, QuerySet
 
 from annotate import access, clock
-from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
+from annotate.exceptions import TRANSIENT_DB_ERRORS, ApplicationError, ConflictError, NotFoundError
 from annotate.exports.card import Summary, render
 from annotate.exports.filters import ExportFilters
 from annotate.exports.formats import FORMATS, Format, corrupted_name, dataset_info, keeps
@@ -47,7 +47,13 @@ from annotate.exports.rows import Cutoff, PairRow, Spec, annotation_rows, pair_r
 from annotate.exports.writer import SnapshotWriter, file_sha256
 from annotate.models import Annotation, Campaign, ExportSnapshot, Pair, PairScore, PriorLabel
 from annotate.quality.agreement import campaign_alpha
-from annotate.services.jobs import job_lock, job_send, job_update, jobs_reap_lost, jobs_unsent
+from annotate.services.jobs import (
+    job_lock,
+    job_send,
+    job_update,
+    jobs_reap_lost,
+    jobs_unsent,
+)
 from annotate.services.priorities import DEFAULT_THRESHOLDS
 from rewardlab.config import TrainConfig
 from rewardlab.corrupt import corrupt_image_bytes
@@ -60,7 +66,6 @@ PROGRESS_WRITING = 0.99
 CODE_VERSION_ENV = "REWARDLAB_CODE_VERSION"  # e.g. the git commit, set when the image is built
 MEDIA_TYPES = {".zip": "application/zip", ".jsonl": "application/x-ndjson"}
 # Errors of a database that restarted or dropped the connection: the snapshot is queued again and retried.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +249,7 @@ def export_snapshot_run(*, snapshot_id: int, may_retry: bool = False) -> ExportS
             )
         except ApplicationError as exc:
             job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=exc.message, finished_at=clock.now())
-        except TRANSIENT_ERRORS as exc:
+        except TRANSIENT_DB_ERRORS as exc:
             _after_transient(snapshot, exc, may_retry=may_retry)
             raise
         except Exception as exc:

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from annotate import clock
 from annotate.bulk import rows_insert
+from annotate.exceptions import TRANSIENT_DB_ERRORS
 from annotate.models import Annotation, Campaign, Item, ModelRun, Pair, PairScore, PriorLabel
 from annotate.services.model_runs import GPU_QUEUE, retrain_if_due, run_dir, run_files_delete, runs_prune
 from annotate.services.priorities import priorities_update
@@ -38,7 +39,6 @@ from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
 logger = logging.getLogger(__name__)
 
 # Errors that may pass (a database restart, a dropped connection): the task is retried with backoff.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 # Where each stage starts on the run's 0..1 progress bar; training takes most of it.
 STAGE_START = {"loading": 0.0, "embedding": 0.05, "training": 0.25, "scoring": 0.85, "prioritizing": 0.95}
 PROGRESS_STEP = 0.01
@@ -226,7 +226,7 @@ def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True, queue
     try:
         with _RunReporter(run) as report:
             _train_and_activate(run, device=device, queue=queue or run.queue, report=report)
-    except TRANSIENT_ERRORS as exc:
+    except TRANSIENT_DB_ERRORS as exc:
         close_old_connections()
         if may_retry:
             _requeue(run, exc)
