@@ -6,6 +6,7 @@ processor (`rewardlab.vlm.tiny`), then loaded back through the same local-path c
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from rewardlab.artifacts import ArtifactError
+from rewardlab.cli import main
 from rewardlab.data import Dataset, load_dataset
 from rewardlab.labels import samples_build
 from rewardlab.pipeline import model_load, model_score_pairs, model_train
@@ -175,3 +177,16 @@ def test_configs_validate_and_round_trip(tiny_dir, tmp_path):
     assert VLMRunConfig.from_dict(run.to_dict()) == run
     with pytest.raises(ValueError, match="not a local model directory"):
         reward_vlm_build(VLMConfig(model_dir=str(tmp_path)), device="cpu", seed=0)
+
+
+def test_the_cli_scores_and_evaluates_a_vlm_artifact(trained, tmp_path, capsys):
+    _, _, _, out = trained
+    package = write_package(SyntheticConfig(n_items=6, seed=5, prior_noise=0.2), tmp_path / "other.zip")
+    capsys.readouterr()
+
+    assert main(["eval", str(out), str(package), "--quiet"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["labels"]["n"] > 0 and 0.0 <= metrics["labels"]["accuracy"] <= 1.0
+    assert main(["score", str(out), str(package), "--out", str(tmp_path / "s.jsonl"), "--quiet"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert rows and all(0.0 <= row["p_a_better"] <= 1.0 for row in rows)
