@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args
 
@@ -116,7 +117,7 @@ def json_record(data: bytes) -> dict[str, Any]:
     """Return a line's JSON object; raise LineError for bytes that are not one PostgreSQL's jsonb can hold."""
     try:
         text = data.decode("utf-8-sig")
-        record = json.loads(text, parse_constant=_refuse_constant)
+        record = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise LineError(f"the line is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
@@ -125,10 +126,18 @@ def json_record(data: bytes) -> dict[str, Any]:
         raise LineError("the JSON is nested too deeply") from exc
     if not isinstance(record, dict):
         raise LineError(f"expected a JSON object, got {show_value(record)}")
-    # PostgreSQL cannot store NUL in text or jsonb; the cheap substring test skips the walk for most lines.
-    if "\\u0000" in text and _has_nul(record):
-        raise LineError("the line contains a NUL character (\\u0000), which cannot be stored")
+    # PostgreSQL cannot store NUL, nor UTF-8 a lone surrogate (an escape like \ud800 that pairs with none); the
+    # cheap substring test skips the walk for most lines.
+    if ("\\u0000" in text or "\\ud" in text.lower()) and (reason := _unstorable(record)):
+        raise LineError(f"the line contains {reason}, which cannot be stored")
     return record
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise LineError(f"the number {literal[:SHOW_CHARS]} is too large to store")
+    return value
 
 
 def _refuse_constant(name: str) -> None:
@@ -136,14 +145,21 @@ def _refuse_constant(name: str) -> None:
     raise LineError(f"{name} is not a JSON value")
 
 
-def _has_nul(value: object) -> bool:
+def _unstorable(value: object) -> str | None:
+    """Name the first character in `value`'s strings (keys included) that the database cannot store, or None."""
     if isinstance(value, str):
-        return "\0" in value
+        if "\0" in value:
+            return "a NUL character (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"a lone surrogate (\\u{ord(value[exc.start]):04x})"
+        return None
     if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+        return next(filter(None, (_unstorable(key) or _unstorable(item) for key, item in value.items())), None)
     if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+        return next(filter(None, map(_unstorable, value)), None)
+    return None
 
 
 def given(value: T | None, default: T) -> T:

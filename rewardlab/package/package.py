@@ -333,8 +333,10 @@ def _numbered_lines(fp: IO[bytes]) -> Iterator[Line]:
     while data := fp.readline(MAX_LINE_BYTES + 1):
         number += 1
         end += len(data)
-        if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
-            end += _skip_rest_of_line(fp)
+        if len(data) > MAX_LINE_BYTES:
+            # A zip member's readline(limit) may return a buffer's worth past the limit, newline and all.
+            if not data.endswith(b"\n"):
+                end += _skip_rest_of_line(fp)
             yield Line(number, b"", end, too_long=True)
         elif data.strip():
             yield Line(number, data, end)
