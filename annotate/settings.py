@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("REWARDLAB_VAR_DIR", BASE_DIR / "var"))
@@ -35,8 +36,9 @@ def env_list(name: str, default: str) -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and os.environ.get("REWARDLAB_REQUIRE_SECRET_KEY"):
-        raise RuntimeError("SECRET_KEY must be set when REWARDLAB_REQUIRE_SECRET_KEY is on")
+    # A deployment (REWARDLAB_HTTPS) must not start on the development key below, which anyone can work out.
+    if not DEBUG and (os.environ.get("REWARDLAB_REQUIRE_SECRET_KEY") or env_bool("REWARDLAB_HTTPS", False)):
+        raise RuntimeError("SECRET_KEY must be set when REWARDLAB_HTTPS or REWARDLAB_REQUIRE_SECRET_KEY is on")
     # A per-checkout development key: never shared, never used when SECRET_KEY is set.
     SECRET_KEY = "dev-insecure-" + str(BASE_DIR)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
@@ -56,11 +58,15 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    "csp",
     "annotate",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "annotate.csp.PolicyMiddleware",
+    # Before anything reads the body (CsrfViewMiddleware reads POST): an oversized one is refused unread.
+    "annotate.uploads.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -138,6 +144,9 @@ MEDIA_URL = "/media/"
 # Import packages can be large; the upload is streamed to disk, never read whole into memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The largest import package accepted. A request whose Content-Length says more is answered 413 before a
+# byte of its body is read, a chunked one once it passes the limit (annotate/uploads.py); every other address
+# takes at most DATA_UPLOAD_MAX_MEMORY_SIZE.
 REWARDLAB_MAX_UPLOAD_BYTES = int(os.environ.get("REWARDLAB_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 REWARDLAB_MAX_IMAGE_PIXELS = int(os.environ.get("REWARDLAB_MAX_IMAGE_PIXELS", str(40_000_000)))
 REWARDLAB_MAX_IMAGE_BYTES = int(os.environ.get("REWARDLAB_MAX_IMAGE_BYTES", str(20 * 1024**2)))
@@ -152,7 +161,15 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "annotate.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "annotate.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("REWARDLAB_AUTH_THROTTLE", "30/min")},
+    # How many proxies in front of the app append to X-Forwarded-For. Throttles key on the client address, and
+    # with DRF's default (None) a client picks its own address by sending the header, one per guess.
+    "NUM_PROXIES": int(os.environ.get("REWARDLAB_NUM_PROXIES", "0")),
+    # Sign-ins (the login form and POST /api/v1/auth/token/), annotate/throttles.py: "auth" per client address
+    # and username tried, "auth_client" per client address whatever the username (password spraying).
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": os.environ.get("REWARDLAB_AUTH_THROTTLE", "30/min"),
+        "auth_client": os.environ.get("REWARDLAB_AUTH_CLIENT_THROTTLE", "100/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "RewardLab API",
@@ -226,6 +243,8 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads no cookie: the token travels in hx-headers on <body>.
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Production behind TLS: REWARDLAB_HTTPS=1 (with DEBUG off) makes `manage.py check --deploy` clean
+# (tests/test_deploy.py): cookies only over HTTPS, plain HTTP redirected, and a year of HSTS.
 if not DEBUG and env_bool("REWARDLAB_HTTPS", False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -233,6 +252,32 @@ if not DEBUG and env_bool("REWARDLAB_HTTPS", False):
     SECURE_HSTS_SECONDS = 31536000
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+    if env_bool("REWARDLAB_BEHIND_PROXY", False):
+        # Only behind a proxy that sets this header itself (and strips a client's): otherwise anyone could
+        # claim HTTPS. Without it, SECURE_SSL_REDIRECT behind a TLS-terminating proxy redirects forever.
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy (django-csp 4), on every response, DEBUG or not, so the browser tests run under it.
+# Scripts and styles come only from our own static files: no inline script, no inline style, no eval.
+# htmx works under it because base.html's htmx-config turns off its inline indicator <style> (the rules are in
+# app.css) and eval (no hx-on, no trigger filters, no js: values are used); the error partial closes with a
+# native <dialog> instead of an inline onclick. NONCE is sent only when a template asks for `request.csp_nonce`:
+# the API docs pages (templates/drf_spectacular/) start Swagger UI and Redoc with one inline script each, and
+# annotate/csp.py widens the policy for those two pages only (tests/test_csp_browser.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,

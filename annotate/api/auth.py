@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from annotate.api.schema import CONFLICT
 from annotate.api.serializers import ErrorOutput
 from annotate.services.campaigns import user_create
-
-
-class AuthThrottle(SimpleRateThrottle):
-    """Limit password guesses per client address and per username tried."""
-
-    scope = "auth"
-
-    def get_cache_key(self, request, view):
-        data = getattr(request, "data", None)
-        # The body may be any JSON, a list too; the serializer, not the throttle, says why it is not valid.
-        username = str(data.get("username", ""))[:150] if isinstance(data, Mapping) else ""
-        # Hashed: a cache key must stay short and printable whatever was typed (memcached refuses the rest).
-        digest = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
-        return self.cache_format % {"scope": self.scope, "ident": f"{self.get_ident(request)}:{digest}"}
+from annotate.throttles import AUTH_THROTTLES
 
 
 class TokenCreateApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [AuthThrottle]
+    # Per address and username, and per address alone (annotate/throttles.py); the login form shares them.
+    throttle_classes = list(AUTH_THROTTLES)
 
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
