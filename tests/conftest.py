@@ -86,6 +86,9 @@ def api_as():
 ROLES = Membership.Role
 
 
+CHILD_APPLICATION_NAME = "rewardlab-test-child"
+
+
 def subprocess_env(settings) -> dict[str, str]:
     """The environment of a process of the project (a worker, a web server) on the test database and folders."""
     db = settings.DATABASES["default"]
@@ -97,6 +100,8 @@ def subprocess_env(settings) -> dict[str, str]:
         "REWARDLAB_CACHE_DIR": str(settings.REWARDLAB_CACHE_DIR),
         "REWARDLAB_DEVICE": "cpu",
         "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", ""),
+        # libpq names the process's sessions, so a test can drop theirs and no one else's.
+        "PGAPPNAME": CHILD_APPLICATION_NAME,
     }
 
 

@@ -46,7 +46,7 @@ from annotate.models import (
 from annotate.services.campaigns import campaign_update, membership_set
 from annotate.services.exports import export_snapshot_create, exports_reap_lost
 from rewardlab.synthetic import SyntheticConfig, write_package
-from tests.conftest import RedisServer, wait_for
+from tests.conftest import CHILD_APPLICATION_NAME, RedisServer, wait_for
 from tests.factories import make_pairs
 from tests.test_loop_worker import RUN_TIMEOUT, _finished_run
 
@@ -134,14 +134,15 @@ def _labels_stored_once(campaign: Campaign, acknowledged: list[int]) -> None:
 
 
 def _drop_database_connections() -> int:
-    """Terminate every other client session on the test database, as a failover or a restart does; return how many.
+    """Terminate the sessions of the test's server and worker processes, as a failover does; return how many.
 
-    Only this database (the engineers beside us have their own), and never this test's own session.
+    Only theirs (`subprocess_env` names them): this process's own, the live server's and other threads' stay.
     """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            "WHERE datname = current_database() AND application_name = %s",
+            [CHILD_APPLICATION_NAME],
         )
         return cursor.fetchone()[0]
 
