@@ -42,6 +42,11 @@ def model_run_request(
     never trains twice at once. A run whose worker died is failed first, so it cannot block the campaign.
     """
     runs_reap_dead(campaign=campaign)
+    # Most calls come from labels while a run is going: answer those without the campaign's row lock, which
+    # every submit would otherwise queue on. The locked check below still decides when none is active.
+    active = _active_run(campaign)
+    if active is not None:
+        return active, False
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         active = _active_run(locked)
