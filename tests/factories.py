@@ -8,7 +8,18 @@ import io
 from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
-from annotate.models import Campaign, Image, Item, Pair, Response
+from annotate.models import (
+    Assignment,
+    Campaign,
+    ExportSnapshot,
+    Image,
+    ImportJob,
+    Item,
+    Membership,
+    ModelRun,
+    Pair,
+    Response,
+)
 
 
 def png_bytes(colour: tuple[int, int, int] = (200, 30, 30), size: int = 16) -> bytes:
@@ -58,3 +69,25 @@ def make_pairs(
             )
         )
     return pairs
+
+
+def url_ids(
+    *,
+    membership: Membership,
+    job: ImportJob,
+    run: ModelRun,
+    snapshot: ExportSnapshot,
+    assignment: Assignment,
+    image: Image,
+) -> dict[str, int | str]:
+    """Fill every id-taking URL kwarg of the site with an object of one campaign (the membership's)."""
+    return {
+        "campaign_id": membership.campaign_id,
+        "membership_id": membership.pk,
+        "job_id": job.pk,
+        "run_id": run.pk,
+        "snapshot_id": snapshot.pk,
+        "export_id": snapshot.pk,
+        "assignment_id": assignment.pk,
+        "sha256": image.sha256,
+    }

@@ -55,16 +55,14 @@ def world(campaign, make_user) -> World:
     run = ModelRun.objects.create(campaign=campaign, trigger="labels", status="succeeded")
     snapshot = ExportSnapshot.objects.create(campaign=campaign, format="annotations")
     ann2 = get_user_model().objects.get(username="ann2")
-    ids = {
-        "campaign_id": campaign.pk,
-        "membership_id": Membership.objects.get(campaign=campaign, user=ann2).pk,
-        "job_id": job.pk,
-        "run_id": run.pk,
-        "snapshot_id": snapshot.pk,
-        "export_id": snapshot.pk,
-        "assignment_id": assignment_next(campaign=campaign, annotator=ann2).assignment.pk,
-        "sha256": pairs[0].item.image.sha256,
-    }
+    ids = factories.url_ids(
+        membership=Membership.objects.get(campaign=campaign, user=ann2),
+        job=job,
+        run=run,
+        snapshot=snapshot,
+        assignment=assignment_next(campaign=campaign, annotator=ann2).assignment,
+        image=pairs[0].item.image,
+    )
     return World(campaign=campaign, ids=ids)
 
 

@@ -114,16 +114,10 @@ def world(campaign, make_user) -> World:
     run = ModelRun.objects.create(campaign=b, trigger="labels", status="succeeded", metrics={"note": SECRET})
     snapshot = ExportSnapshot.objects.create(campaign=b, format="annotations", status="succeeded", rows=1)
     snapshot.file.save("b.jsonl", ContentFile(f'{{"prompt": "{SECRET}"}}\n'.encode()))
-    ids = {
-        "campaign_id": b.pk,
-        "membership_id": Membership.objects.get(campaign=b, user=ann1).pk,
-        "job_id": job.pk,
-        "run_id": run.pk,
-        "snapshot_id": snapshot.pk,
-        "export_id": snapshot.pk,
-        "assignment_id": assignment.pk,
-        "sha256": image.sha256,
-    }
+    membership = Membership.objects.get(campaign=b, user=ann1)
+    ids = factories.url_ids(
+        membership=membership, job=job, run=run, snapshot=snapshot, assignment=assignment, image=image
+    )
     return World(a=a, b=b, ids=ids, b_assignment=assignment)
 
 
