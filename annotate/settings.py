@@ -234,6 +234,9 @@ REWARDLAB_CACHE_DIR = Path(os.environ.get("REWARDLAB_CACHE_DIR", VAR_DIR / "cach
 # A running model run writes a heartbeat this often; one silent for REWARDLAB_RUN_STALE_SECONDS is dead.
 REWARDLAB_RUN_HEARTBEAT_SECONDS = float(os.environ.get("REWARDLAB_RUN_HEARTBEAT_SECONDS", "5"))
 REWARDLAB_RUN_STALE_SECONDS = float(os.environ.get("REWARDLAB_RUN_STALE_SECONDS", "120"))
+# Seconds between a worker's beats (workers.presence); keep it well under model_runs.WORKER_SEEN_SECONDS, after
+# which a silent worker is taken as gone. Tests of outages shorten it.
+REWARDLAB_WORKER_BEAT_SECONDS = float(os.environ.get("REWARDLAB_WORKER_BEAT_SECONDS", "20"))
 # Runs whose artifacts and pair scores are kept (the active one always is); older runs keep their metrics.
 REWARDLAB_KEEP_RUNS = int(os.environ.get("REWARDLAB_KEEP_RUNS", "3"))
 # Hard limit of one training run, in seconds; the soft limit a minute earlier fails the run cleanly.

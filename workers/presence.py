@@ -3,25 +3,21 @@
 Training goes to the `gpu` queue only while a GPU worker is seen (`training_queue`), and leads see
 the workers online beside their model runs. A worker that starts under the name of one that was
 running a model run was killed mid-run: that run is failed at once instead of waiting to go stale.
-Every beat also sends queued runs, export snapshots and import jobs that never reached the broker, so a
-retrain, an export or an import asked for during a broker outage starts within SEEN_EVERY_SECONDS of the
-broker's return, labels or not.
+Every beat (REWARDLAB_WORKER_BEAT_SECONDS) also sends queued runs, export snapshots and import jobs that
+never reached the broker, so a retrain, an export or an import asked for during a broker outage starts
+within one beat of the broker's return, labels or not.
 Before that it queues again the export snapshots whose worker was lost mid-write (`exports_reap_lost`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
 
 logger = logging.getLogger(__name__)
 
-# Seconds between beats; keep it well under WORKER_SEEN_SECONDS (annotate.services.model_runs), after which a
-# silent worker is taken as gone. REWARDLAB_WORKER_BEAT_SECONDS shortens it, e.g. for tests of outages.
-SEEN_EVERY_SECONDS = float(os.environ.get("REWARDLAB_WORKER_BEAT_SECONDS", "20"))
 _stop = threading.Event()
 
 
@@ -47,7 +43,9 @@ def _record(hostname: str, queues: list[str], *, starting: bool) -> None:
 
 
 def _keep_seen(hostname: str, queues: list[str]) -> None:
-    while not _stop.wait(SEEN_EVERY_SECONDS):
+    from django.conf import settings
+
+    while not _stop.wait(settings.REWARDLAB_WORKER_BEAT_SECONDS):
         _record(hostname, queues, starting=False)
 
 
