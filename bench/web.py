@@ -563,13 +563,11 @@ class Lead(Client):
         match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
         if status != "200" or match is None:
             raise RuntimeError(f"the login page answered {status} without a CSRF token")
-        form = urlencode({"csrfmiddlewaretoken": match.group(1).decode(), **self._credentials()}).encode()
+        fields = {"csrfmiddlewaretoken": match.group(1).decode(), "username": self.username, "password": self.password}
+        form = urlencode(fields).encode()
         status, _ = self._call("login", "POST", "/login/", form, "application/x-www-form-urlencoded")
         if status != "302" or "sessionid" not in self.cookies:
             raise RuntimeError(f"signing in answered {status}, not a redirect with a session")
-
-    def _credentials(self) -> dict[str, str]:
-        return {"username": self.username, "password": self.password}
 
 
 @dataclass

@@ -126,7 +126,7 @@ class Package:
     def lines(self) -> Iterator[Line]:
         """Yield every non-blank line of the item files, numbered from 1 in each as an editor numbers them."""
         offset = 0
-        named = len(self.files) > 1 or self.files != [ITEMS_NAME]
+        named = self.files != [ITEMS_NAME]
         for name, size in zip(self.files, self.sizes, strict=True):
             try:
                 with self._open_items(name) as fp:
