@@ -492,6 +492,16 @@ def test_a_snapshot_decides_pairs_block_by_block_exactly_as_the_campaigns_consen
 
 
 @pytest.mark.django_db
+def test_the_dataset_card_gives_the_alpha_of_the_human_labels(campaign, make_user):
+    crowd(campaign, make_user, pairs=30)
+
+    with zipfile.ZipFile(snapshot_path(export(campaign, "reward"))) as archive:
+        card = archive.read("README.md").decode()
+
+    assert "(nominal, on the choice): 0." in card and "over 30 pairs with two or more labels" in card, card
+
+
+@pytest.mark.django_db
 def test_past_fit_max_labels_reliabilities_are_fitted_on_a_share_of_the_pairs(campaign, make_user, monkeypatch):
     made = crowd(campaign, make_user, pairs=60)
     labels = Annotation.objects.filter(pair__campaign=campaign)

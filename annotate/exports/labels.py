@@ -87,7 +87,8 @@ class Votes:
 
     def __init__(self, labels: QuerySet, *, rater: str | None = "annotator_id") -> None:
         self.rows = label_rows(labels, rater=rater)
-        self.fit = reliability_fit(fit_sample(labels, rater=rater))
+        self.sample = fit_sample(labels, rater=rater)  # also what the card's alpha is computed on
+        self.fit = reliability_fit(self.sample)
         self.first = self.last = -1  # the pair ids the loaded block covers
         self._decide([])
 

@@ -65,7 +65,6 @@ PROGRESS_STEP = 0.02
 PROGRESS_WRITING = 0.99
 CODE_VERSION_ENV = "REWARDLAB_CODE_VERSION"  # e.g. the git commit, set when the image is built
 MEDIA_TYPES = {".zip": "application/zip", ".jsonl": "application/x-ndjson"}
-# Errors of a database that restarted or dropped the connection: the snapshot is queued again and retried.
 
 logger = logging.getLogger(__name__)
 
@@ -340,8 +339,8 @@ def _write(snapshot: ExportSnapshot) -> dict:
     verdicts = verdicts_at(spec)
     scale = snapshot.campaign_settings["strength_scale"]
     summary = Summary(
-        alpha_choice=campaign_alpha(verdicts.human.table, level="nominal", scale=scale),
-        alpha_strength=campaign_alpha(verdicts.human.table, level="ordinal", scale=scale),
+        alpha_choice=campaign_alpha(verdicts.human.sample, level="nominal", scale=scale),
+        alpha_strength=campaign_alpha(verdicts.human.sample, level="ordinal", scale=scale),
     )
     name = _file_name(snapshot, ".zip" if spec.filters.images else ".jsonl")
     target = Path(default_storage.path(name))
