@@ -38,7 +38,6 @@ from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
 
 logger = logging.getLogger(__name__)
 
-# Errors that may pass (a database restart, a dropped connection): the task is retried with backoff.
 # Where each stage starts on the run's 0..1 progress bar; training takes most of it.
 STAGE_START = {"loading": 0.0, "embedding": 0.05, "training": 0.25, "scoring": 0.85, "prioritizing": 0.95}
 PROGRESS_STEP = 0.01
