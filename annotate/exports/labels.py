@@ -28,14 +28,10 @@ from django.db.models.functions import Mod
 
 from annotate.models import Pair
 from annotate.quality.consensus import (
-    METHOD_DAWID_SKENE,
-    METHOD_MAJORITY,
-    NO_CHOICE,
-    Consensus,
     consensus_with,
     reliability_fit,
 )
-from annotate.quality.table import CHOICES, CODE, LabelTable
+from annotate.quality.table import CODE, LabelTable
 
 SOURCE_HUMAN, SOURCE_PRIOR, SOURCE_GOLD = "human", "prior", "gold"
 CHUNK = 5000
@@ -117,22 +113,13 @@ class Votes:
 
     def _decide(self, rows: list[tuple]) -> None:
         self.table = LabelTable.from_rows(rows)
-        result: Consensus = consensus_with(self.table, self.fit)
-        self.choice, self.strength, self.agreement = result.choice, result.strength, result.agreement
-        self.dawid_skene = result.dawid_skene
+        self.result = consensus_with(self.table, self.fit)
         self.count = self.table.labels_per_pair()
         self.votes = self.table.votes()
 
     def verdict(self, at: int, *, source: str) -> Verdict:
-        choice, strength = int(self.choice[at]), self.strength[at]
-        return Verdict(
-            more_hallucinated=None if choice == NO_CHOICE else CHOICES[choice],
-            strength=None if np.isnan(strength) else int(strength),
-            agreement=round(float(self.agreement[at]), 4),
-            n_labels=int(self.count[at]),
-            source=source,
-            method=METHOD_DAWID_SKENE if self.dawid_skene[at] else METHOD_MAJORITY,
-        )
+        """The pair's consensus as `Pair.consensus` stores it (`Consensus.as_json`), with its count and source."""
+        return Verdict(**self.result.as_json(at), n_labels=int(self.count[at]), source=source)
 
     def gold_verdict(self, at: int | None, answer: str) -> Verdict:
         """Return the known answer, with what the human labels (if any) said about it."""
