@@ -52,11 +52,14 @@ def takes_uploads(request: HttpRequest) -> bool:
         return False
 
 
-def body_limit(request: HttpRequest) -> int | None:
-    """Return how many body bytes this address accepts (None: no limit)."""
-    if takes_uploads(request):
-        return settings.REWARDLAB_MAX_UPLOAD_BYTES + MULTIPART_ENVELOPE_BYTES
-    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+def body_limit(request: HttpRequest) -> int:
+    """Return how many body bytes this address accepts."""
+    return upload_limit() if takes_uploads(request) else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def upload_limit() -> int:
+    """The body an import address accepts: the largest package and its multipart envelope."""
+    return settings.REWARDLAB_MAX_UPLOAD_BYTES + MULTIPART_ENVELOPE_BYTES
 
 
 def declared_length(request: HttpRequest) -> int | None:
@@ -115,13 +118,15 @@ class RequestSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        limit = body_limit(request)
         length = declared_length(request)
-        if limit is not None and length is not None and length > limit:
-            return self.refuse(request, too_large(request, length, limit, known=True))
-        if limit is not None and length is None and is_chunked(request):
-            if not spool_chunked_body(request, limit):
+        chunked = length is None and is_chunked(request)
+        # Most requests carry a small body or none: only a body that may be over a limit costs a URL lookup.
+        if chunked or (length is not None and length > min(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, upload_limit())):
+            limit = body_limit(request)
+            if chunked and not spool_chunked_body(request, limit):
                 return self.refuse(request, too_large(request, limit + 1, limit, known=False))
+            if not chunked and length > limit:
+                return self.refuse(request, too_large(request, length, limit, known=True))
         try:
             return self.get_response(request)
         finally:
