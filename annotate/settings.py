@@ -64,7 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "annotate.csp.PolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Before anything reads the body (CsrfViewMiddleware reads POST): an oversized one is refused unread.
     "annotate.uploads.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -266,7 +266,7 @@ if not DEBUG and env_bool("REWARDLAB_HTTPS", False):
 # app.css) and eval (no hx-on, no trigger filters, no js: values are used); the error partial closes with a
 # native <dialog> instead of an inline onclick. NONCE is sent only when a template asks for `request.csp_nonce`:
 # the API docs pages (templates/drf_spectacular/) start Swagger UI and Redoc with one inline script each, and
-# annotate/csp.py widens the policy for those two pages only (tests/test_csp_browser.py).
+# annotate/api/urls.py widens the policy for those two pages only (tests/test_csp_browser.py).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],

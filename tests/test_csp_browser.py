@@ -151,7 +151,7 @@ OUTSIDE_FETCH = "https://cdn.redoc.ly/"
 
 @pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"], ids=["swagger", "redoc"])
 def test_the_api_docs_render_under_their_policy(live_server, tab, campaign, path):
-    """The docs pages start their viewer from one inline script, allowed by its nonce (annotate/csp.py)."""
+    """The docs pages start their viewer from one inline script, allowed by its nonce (annotate/api/urls.py)."""
     page = tab.page
     sign_in(page, live_server.url, "lead")
     response = page.goto(f"{live_server.url}{path}")

@@ -1,8 +1,18 @@
+from csp.constants import NONCE, SELF, UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from annotate.api import auth, campaigns, data, exports, imports, labeling, model_runs, stats
 from annotate.api.errors import not_found
+
+# The Content-Security-Policy (settings) widened for the two documentation pages and nothing else, so a page of
+# user data never runs under it. Swagger UI and Redoc (served from drf-spectacular-sidecar, never a CDN) start
+# from one inline script, which templates/drf_spectacular/ marks with the request's nonce; Swagger UI's
+# stylesheet draws its icons as `data:` images, and Redoc injects <style> elements at run time
+# (styled-components, which cannot take our nonce) and parses the schema in a `blob:` worker.
+swagger_policy = csp_update({"img-src": ["data:"], "style-src": [NONCE]})
+redoc_policy = csp_update({"img-src": ["data:"], "style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})
 
 v1 = [
     path("auth/token/", auth.TokenCreateApi.as_view(), name="api-token"),
@@ -32,8 +42,8 @@ v1 = [
 urlpatterns = [
     path("v1/", include(v1)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("docs/", swagger_policy(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    path("redoc/", redoc_policy(SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
     # Last: any other address ending in a slash is a JSON 404; one without the slash still gets APPEND_SLASH's redirect.
     re_path(r"^[\s\S]*/$", not_found, name="api-not-found"),
 ]
