@@ -32,6 +32,17 @@ def _within(name: str, value: float, low: float, high: float) -> None:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}.")
 
 
+def margins_for(strength_scale: int) -> tuple[float, ...]:
+    """The BT margin per strength 1..S: 0 for the weakest, 1 for the strongest, evenly between.
+
+    >>> margins_for(4)
+    (0.0, 0.3333, 0.6667, 1.0)
+    """
+    if strength_scale == 1:
+        return (0.0,)
+    return tuple(round(step / (strength_scale - 1), 4) for step in range(strength_scale))
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Which frozen encoders turn text and images into cached features."""

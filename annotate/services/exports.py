@@ -55,7 +55,7 @@ from annotate.services.jobs import (
     jobs_unsent,
 )
 from annotate.services.priorities import DEFAULT_THRESHOLDS
-from rewardlab.config import TrainConfig
+from rewardlab.config import TrainConfig, margins_for
 from rewardlab.corrupt import corrupt_image_bytes
 
 EXPORT_QUEUE = "cpu"
@@ -289,10 +289,7 @@ def _requeue(snapshot: ExportSnapshot, *, reason: str, **fields: object) -> None
 def _margins(snapshot: ExportSnapshot) -> list[float]:
     """Return the margins per strength as training builds them for this strength scale, and record them."""
     if "margins" not in snapshot.campaign_settings:
-        from annotate.services.training import run_config_for  # workers only: it loads torch
-
-        scale = snapshot.campaign_settings["strength_scale"]
-        margins = list(run_config_for(Campaign(strength_scale=scale), device="cpu").train.margins)
+        margins = list(margins_for(snapshot.campaign_settings["strength_scale"]))
         job_update(snapshot, campaign_settings={**snapshot.campaign_settings, "margins": margins})
     return snapshot.campaign_settings["margins"]
 

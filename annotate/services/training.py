@@ -31,7 +31,7 @@ from annotate.services.priorities import priorities_update
 from annotate.services.quality import consensus_refresh
 from rewardlab import data as rl
 from rewardlab.artifacts import artifact_sha256
-from rewardlab.config import EncoderConfig, RunConfig, TrainConfig
+from rewardlab.config import EncoderConfig, RunConfig, TrainConfig, margins_for
 from rewardlab.pipeline import features_for, model_load, model_score_pairs, model_train
 from rewardlab.scoring import SCORE_FIELDS, Scores
 from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
@@ -51,18 +51,14 @@ def device_default() -> str:
     return settings.REWARDLAB_DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _margins(campaign: Campaign) -> tuple[float, ...]:
-    """The BT margin per strength: 0 for the weakest, 1 for the strongest, evenly between."""
-    return tuple(round(float(m), 4) for m in np.linspace(0.0, 1.0, campaign.strength_scale))
-
-
 def run_config_for(campaign: Campaign, *, device: str) -> RunConfig:
     """The reward model's settings for a campaign: encoders from the environment, margins per strength."""
     encoders = EncoderConfig(
         text=settings.REWARDLAB_TEXT_ENCODER or EncoderConfig.text,
         image=settings.REWARDLAB_IMAGE_ENCODER or EncoderConfig.image,
     )
-    return RunConfig(encoders=encoders, train=TrainConfig(device=device, margins=_margins(campaign), labels="all"))
+    train = TrainConfig(device=device, margins=margins_for(campaign.strength_scale), labels="all")
+    return RunConfig(encoders=encoders, train=train)
 
 
 def training_config_for(campaign: Campaign, *, device: str, queue: str) -> RunConfig | VLMRunConfig:
@@ -70,7 +66,7 @@ def training_config_for(campaign: Campaign, *, device: str, queue: str) -> RunCo
     took the run from the `gpu` queue (issue 8), else the default heads over cached embeddings."""
     if not (settings.REWARDLAB_VLM and queue == GPU_QUEUE):
         return run_config_for(campaign, device=device)
-    train = vlm_train_config(device=device, margins=_margins(campaign), labels="all")
+    train = vlm_train_config(device=device, margins=margins_for(campaign.strength_scale), labels="all")
     return VLMRunConfig(VLMConfig(model_dir=settings.REWARDLAB_VLM), train)
 
 
