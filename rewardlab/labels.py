@@ -32,6 +32,10 @@ class Samples:
     def __len__(self) -> int:
         return len(self.pair)
 
+    def take(self, index: np.ndarray) -> Samples:
+        """The samples at `index` (an index array or a boolean mask), every column alike."""
+        return Samples(self.pair[index], self.sign[index], self.margin[index], self.weight[index])
+
 
 def label_margin(strength: int | None, margins: tuple[float, ...]) -> float:
     """Return the BT margin of a strength (1..S); strengths past the table take its last entry."""

@@ -111,8 +111,7 @@ def _held_out_check(samples: Samples, sample_fold: np.ndarray, config: TrainConf
     if len(samples) <= config.epoch_samples:
         return samples, sample_fold
     index = np.sort(np.random.default_rng(config.seed).choice(len(samples), config.epoch_samples, replace=False))
-    subset = Samples(samples.pair[index], samples.sign[index], samples.margin[index], samples.weight[index])
-    return subset, sample_fold[index]
+    return samples.take(index), sample_fold[index]
 
 
 def _held_out_losses(heads, features, samples, sample_fold, device) -> np.ndarray:

@@ -226,8 +226,7 @@ class Fitting:
             )
 
     def _loss(self, held: np.ndarray, logits: np.ndarray, weight: np.ndarray) -> float:
-        subset = Samples(*(getattr(self.samples, name)[held] for name in ("pair", "sign", "margin", "weight")))
-        losses = torch.from_numpy(sample_losses(logits, subset))
+        losses = torch.from_numpy(sample_losses(logits, self.samples.take(held)))
         return round(float(weighted_mean(losses, torch.from_numpy(weight[held].astype(np.float32)))), 6)
 
 
