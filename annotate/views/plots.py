@@ -155,7 +155,7 @@ def scale(value: float, domain: tuple[float, float], span: tuple[float, float]) 
     return round(start + (value - lo) / (hi - lo) * (end - start), DECIMALS)
 
 
-def nice_step(hi: float, *, max_ticks: int = MAX_X_TICKS, integer: bool = True) -> float:
+def nice_step(hi: float, *, max_ticks: int = MAX_X_TICKS) -> int:
     """Return a 1-2-5 step that covers 0..hi in at most `max_ticks` intervals (whole numbers for counts).
 
     >>> nice_step(1234), nice_step(7), nice_step(0)
@@ -166,9 +166,7 @@ def nice_step(hi: float, *, max_ticks: int = MAX_X_TICKS, integer: bool = True) 
     raw = hi / max_ticks
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(factor * magnitude for factor in NICE_FACTORS if factor * magnitude >= raw)
-    if integer:
-        return max(1, round(step))
-    return step
+    return max(1, round(step))
 
 
 def axis_ticks(hi: float, *, max_ticks: int = MAX_X_TICKS) -> tuple[int, ...]:
