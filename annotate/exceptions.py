@@ -42,7 +42,7 @@ class ImportRejectedError(ApplicationError):
 
     def __init__(self, errors: list[dict]) -> None:
         first = errors[0]
-        where = import_error_where(errors[0]) if first.get("line") else "the package"
+        where = import_error_where(first) if first.get("line") else "the package"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(f"Import rejected: {where}: {first['reason']}{more}", extra={"errors": errors})
         self.errors = errors
