@@ -15,7 +15,14 @@ from annotate.api.schema import CONFLICT
 from annotate.api.serializers import CampaignOutput, MembershipOutput
 from annotate.models import Campaign, Membership
 from annotate.selectors import campaign_counts
-from annotate.services.campaigns import campaign_create, campaign_status_set, campaign_update, membership_set
+from annotate.services.campaigns import (
+    MAX_EXTRA_LABELS,
+    MAX_STRENGTH_LABEL_LENGTH,
+    campaign_create,
+    campaign_status_set,
+    campaign_update,
+    membership_set,
+)
 
 
 class CampaignSettingsInput(serializers.Serializer):
@@ -26,13 +33,15 @@ class CampaignSettingsInput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Campaign.Status.choices, required=False)
     overlap = serializers.IntegerField(min_value=1, max_value=50, required=False)
     strength_scale = serializers.IntegerField(min_value=2, max_value=10, required=False)
-    strength_labels = serializers.ListField(child=serializers.CharField(max_length=40), required=False)
+    strength_labels = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_STRENGTH_LABEL_LENGTH), required=False
+    )
     show_facts = serializers.BooleanField(required=False)
     gold_share = serializers.FloatField(min_value=0, max_value=1, required=False)
     rationale_required = serializers.BooleanField(required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=86400, required=False)
     retrain_every = serializers.IntegerField(min_value=1, required=False)
-    max_extra_labels = serializers.IntegerField(min_value=0, max_value=10, required=False)
+    max_extra_labels = serializers.IntegerField(min_value=0, max_value=MAX_EXTRA_LABELS, required=False)
     priority_weights = serializers.DictField(child=serializers.FloatField(), required=False)
     surface_thresholds = serializers.DictField(child=serializers.FloatField(), required=False)
 
