@@ -295,7 +295,7 @@ def _styled(claim: str, verbose: bool, rng: random.Random) -> str:
 
 
 @dataclass(frozen=True)
-class _Streams:
+class Streams:
     """Independent random streams, so changing label or style settings keeps the same scenes."""
 
     content: random.Random
@@ -303,16 +303,16 @@ class _Streams:
     labels: random.Random
 
     @classmethod
-    def from_seed(cls, seed: int) -> _Streams:
+    def from_seed(cls, seed: int) -> Streams:
         return cls(*(random.Random(f"{seed}/{name}") for name in ("content", "style", "labels")))
 
 
-def _label(more_hallucinated: str, **extra: Any) -> dict[str, Any]:
+def label_entry(more_hallucinated: str, **extra: Any) -> dict[str, Any]:
     """Return a `prior` or `gold` entry for the item's only pair."""
     return {"pair": list(RESPONSE_IDS), "more_hallucinated": more_hallucinated, **extra}
 
 
-def _make_item(config: SyntheticConfig, rngs: _Streams, number: int, gold: bool) -> tuple[dict[str, Any], Scene]:
+def _make_item(config: SyntheticConfig, rngs: Streams, number: int, gold: bool) -> tuple[dict[str, Any], Scene]:
     """Build one item; the faithful answer sits at r0 or r1 by chance, so position is no shortcut."""
     qtype = rngs.content.choice(config.qtypes)
     scene, question = _scene_and_question(qtype, config.image_size, rngs.content)
@@ -338,9 +338,9 @@ def _make_item(config: SyntheticConfig, rngs: _Streams, number: int, gold: bool)
         flipped = rngs.labels.random() < config.prior_noise
         named = faithful_id if flipped else hallucinated_id
         strength = rngs.labels.randint(1, MAX_STRENGTH)
-        item["prior"] = [_label(named, strength=strength, source=PRIOR_SOURCE)]
+        item["prior"] = [label_entry(named, strength=strength, source=PRIOR_SOURCE)]
     if gold:
-        item["gold"] = [_label(hallucinated_id)]
+        item["gold"] = [label_entry(hallucinated_id)]
     item["meta"] = {
         "qtype": qtype,
         "hallucination_type": question.hallucination_type,
@@ -351,7 +351,7 @@ def _make_item(config: SyntheticConfig, rngs: _Streams, number: int, gold: bool)
     return item, scene
 
 
-def _png(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -359,11 +359,11 @@ def _png(image: Image.Image) -> bytes:
 
 def generate_items(config: SyntheticConfig) -> Iterator[tuple[dict[str, Any], bytes]]:
     """Yield (import-package line, PNG bytes) per item, one at a time."""
-    rngs = _Streams.from_seed(config.seed)
+    rngs = Streams.from_seed(config.seed)
     gold = set(rngs.labels.sample(range(config.n_items), round(config.gold_share * config.n_items)))
     for index in range(config.n_items):
         item, scene = _make_item(config, rngs, index + 1, index in gold)
-        yield item, _png(scene.render())
+        yield item, png_bytes(scene.render())
 
 
 def _entry(name: str, compress_type: int) -> zipfile.ZipInfo:
@@ -375,9 +375,18 @@ def _entry(name: str, compress_type: int) -> zipfile.ZipInfo:
 
 def write_package(config: SyntheticConfig, path: str | Path) -> Path:
     """Write a .zip with items.jsonl and images/, streaming so no image stays in memory."""
+    return write_items(generate_items(config), path)
+
+
+def write_items(items: Iterable[tuple[dict[str, Any], bytes]], path: str | Path) -> Path:
+    """Write (import-package line, PNG bytes) pairs as a package .zip; shared with `rewardlab.scenes`.
+
+    Images are written as they come and the lines kept in a temporary file, so no image stays in memory;
+    fixed dates and ordering make the same items give byte-identical zips.
+    """
     path = Path(path)
     with zipfile.ZipFile(path, "w") as archive, tempfile.TemporaryFile() as lines:
-        for item, png in generate_items(config):
+        for item, png in items:
             archive.writestr(_entry(item["image"], zipfile.ZIP_STORED), png)  # PNG is compressed already
             lines.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
         lines.seek(0)
