@@ -83,6 +83,9 @@ class TrainConfig:
     curriculum_start: float = 0.5  # EGT curriculum: the easiest share seen first, growing to all
     curriculum_epochs: int = 5  # epochs over which the share grows to 1
     labels: LabelSet = "all"
+    # Image-contrast pairs (`rewardlab.contrast`): per decisive label, how many, and their weight beside it.
+    contrast_per_label: int = 2
+    contrast_weight: float = 0.5
     prior_trust: float = 0.5  # weight of a prior (imported, AI or older) label; human and gold labels weigh 1
     tie_weight: float = 0.5  # weight of a both/neither label, which pulls the two rewards together
     margins: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)  # BT margin for strength 1..S
@@ -102,7 +105,9 @@ class TrainConfig:
         _choice("curation", self.curation, CURATIONS)
         _choice("curation_mode", self.curation_mode, CURATION_MODES)
         _choice("labels", self.labels, LABEL_SETS)
-        for name in ("curation_fraction", "curriculum_start", "prior_trust", "tie_weight"):
+        if self.contrast_per_label < 0:
+            raise ValueError(f"contrast_per_label must be 0 or more, got {self.contrast_per_label}.")
+        for name in ("curation_fraction", "curriculum_start", "prior_trust", "tie_weight", "contrast_weight"):
             _within(name, getattr(self, name), 0.0, 1.0)
         if not self.margins or any(m < 0 for m in self.margins):
             raise ValueError(f"margins must be non-negative, one per strength; got {self.margins}.")

@@ -36,6 +36,12 @@ class Features:
     image: np.ndarray  # [P] int64 image rows
     support_a: np.ndarray  # [P, len(FACT_FEATURES)] how well the facts back each response
     support_b: np.ndarray
+    # [P] image row side b is shown with, where it differs from side a's (`rewardlab.contrast`); None: same
+    image_b: np.ndarray | None = None
+
+    @property
+    def side_b_images(self) -> np.ndarray:
+        return self.image if self.image_b is None else self.image_b
 
     @property
     def dims(self) -> dict[str, int]:
@@ -55,6 +61,8 @@ class Features:
         batch = {f"{name}_emb": put(self.text_emb[index]) for name, index in rows.items()}
         batch |= {f"{name}_bow": put(self.text_bow[index]) for name, index in rows.items() if name != "facts"}
         batch["tokens"] = put(self.image_tokens[self.image[pairs]])
+        if self.image_b is not None:
+            batch["tokens_b"] = put(self.image_tokens[self.image_b[pairs]])
         batch["support_a"], batch["support_b"] = put(self.support_a[pairs]), put(self.support_b[pairs])
         return batch
 

@@ -29,12 +29,14 @@ class Samples:
     margin: np.ndarray  # [N] float32
     weight: np.ndarray  # [N] float32
 
+    COLUMNS = ("pair", "sign", "margin", "weight")
+
     def __len__(self) -> int:
         return len(self.pair)
 
     def take(self, index: np.ndarray) -> Samples:
         """The samples at `index` (an index array or a boolean mask), every column alike."""
-        return Samples(self.pair[index], self.sign[index], self.margin[index], self.weight[index])
+        return Samples(*(getattr(self, name)[index] for name in self.COLUMNS))
 
 
 def label_margin(strength: int | None, margins: tuple[float, ...]) -> float:

@@ -11,8 +11,17 @@ r(image, prompt, response, facts), per member:
             a soft count Σ σ(q·k), the largest match max σ(q·k) and a softmax-pooled value
     count = the number the response claims per head (W_n u); the gap (count − Σ σ)² is a feature
     facts = GELU(W_f [fact support of the response; cos(e(response), e(facts))])       (Fact-RLHF)
-    r     = w · GELU(W_h [u; attn; gap; facts])
-The text-only twin keeps u and the last layer only: the same text features, no image, no facts.
+    r     = r_text + r_image
+    r_text  = w_t · GELU(W_t u)                                  what the words alone say
+    r_image = w_i · GELU(W_i [attn; gap; facts])                 what looking at the image adds
+The text-only twin is r_text alone: the same text features, no image, no facts.
+
+Why two terms: the image's own evidence, r_image(a) − r_image(b), is what tells a wrong label from a
+correct one the style contradicts (issue 14). r_image reads the claim only through what it finds in the
+image (attention, counts, facts), not the claim vector itself, so it cannot learn the style on its own:
+with u among its inputs, it did (scene family, training variants: counter-shortcut accuracy 0.23 against
+0.35 without). A pair whose two sides share the text and differ only in the image (`rewardlab.contrast`)
+moves r_image alone, since its r_text difference is exactly zero.
 """
 
 from __future__ import annotations
@@ -96,14 +105,14 @@ class RewardHeads(nn.Module):
         self.response = linear(text_dim, w)
         self.prompt = linear(text_dim, w)
         self.words = linear(2 * model.lexical_dim, w)
-        joined = w
         if multimodal:
             self.token = linear(token_features, w)
             self.query, self.key, self.value = linear(w, w), linear(w, w), linear(w, w)
             self.claimed_count = linear(w, heads)
             self.facts = linear(len(FACT_FEATURES) + 1, w)
-            joined += w + 3 * heads + w
-        self.hidden = linear(joined, w)
+            self.image_hidden = linear(w + 3 * heads + w, w)
+            self.image_out = linear(w, 1)
+        self.hidden = linear(w, w)
         self.out = linear(w, 1)
 
     def _claims(self, batch: dict[str, torch.Tensor], side: str, prompt: torch.Tensor, prompt_words: torch.Tensor):
@@ -130,20 +139,36 @@ class RewardHeads(nn.Module):
         similarity = (batch[f"{side}_emb"] * batch["facts_emb"]).sum(-1, keepdim=True)
         return F.gelu(self.facts.shared(torch.cat([batch[f"support_{side}"], similarity], dim=-1)))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the rewards (r_a, r_b), each [K, B]."""
+    def _image_rewards(self, batch: dict[str, torch.Tensor], claims: torch.Tensor) -> torch.Tensor:
+        """Return r_image [K, 2, B]; a batch with `tokens_b` shows side b its own image (contrast pairs)."""
+        sides = [batch["tokens"], batch.get("tokens_b", batch["tokens"])]
+        if sides[1] is sides[0]:
+            looks = self._look(claims, F.gelu(self.token.shared(sides[0])), sides[0][..., 0])
+        else:
+            looks = torch.cat(
+                [
+                    self._look(claims[:, index : index + 1], F.gelu(self.token.shared(tokens)), tokens[..., 0])
+                    for index, tokens in enumerate(sides)
+                ],
+                dim=1,
+            )
+        facts = torch.stack([self._facts(batch, side) for side in ("a", "b")], dim=1)
+        joined = torch.cat([looks, facts], dim=-1)
+        return self.image_out(F.gelu(self.image_hidden(joined)))[..., 0]
+
+    def parts(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return r_text and r_image (None for the twin), each [K, 2, B]: side a first, then side b."""
         prompt, prompt_words = self.prompt.shared(batch["prompt_emb"]), self.bag(batch["prompt_bow"])
         claims = torch.stack(
             [self._claims(batch, side, prompt, prompt_words) for side in ("a", "b")], dim=1
         )  # [K, 2, B, w]
-        parts = [claims]
-        if self.multimodal:
-            tokens = batch["tokens"]
-            present = tokens[..., 0]
-            encoded = F.gelu(self.token.shared(tokens))  # [K, B, M, w]
-            parts.append(self._look(claims, encoded, present))
-            parts.append(torch.stack([self._facts(batch, side) for side in ("a", "b")], dim=1))
-        rewards = self.out(F.gelu(self.hidden(torch.cat(parts, dim=-1))))[..., 0]  # [K, 2, B]
+        text = self.out(F.gelu(self.hidden(claims)))[..., 0]
+        return text, self._image_rewards(batch, claims) if self.multimodal else None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the rewards (r_a, r_b), each [K, B]."""
+        text, image = self.parts(batch)
+        rewards = text if image is None else text + image
         return rewards[:, 0], rewards[:, 1]
 
 

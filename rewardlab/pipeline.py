@@ -27,7 +27,7 @@ from rewardlab.labels import NO_FOLD, Samples, current_labels, folds_of_items, s
 from rewardlab.metrics import evaluate
 from rewardlab.model import RewardHeads, heads_build
 from rewardlab.scoring import Scores, scores_compute
-from rewardlab.train import predict, train_run
+from rewardlab.train import predict, predict_parts, train_run
 from rewardlab.vlm.config import BACKEND as VLM_BACKEND
 from rewardlab.vlm.config import VLMRunConfig
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from rewardlab.vlm.reward_model import VLMRewardModel
 
 CHOICE_OF_SIGN = {1.0: "b", -1.0: "a", 0.0: "both"}  # sign of the current label → more_hallucinated
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2  # 2: the multimodal heads split r_text + r_image (issue 14)
 
 
 @dataclass
@@ -162,6 +162,7 @@ def model_train(
     metrics |= {
         "history": trained.history,
         "curated": trained.curated,
+        "contrast_pairs": trained.contrast_pairs,
         "samples": len(samples),
         "pairs": len(dataset.pairs),
         "seconds": round(time.perf_counter() - started, 2),
@@ -174,12 +175,14 @@ def model_train(
 def model_score(model: RewardModel, dataset: Dataset, features: Features) -> Scores:
     """Score every pair of `dataset`: out-of-fold where the model trained on the item, else the mean."""
     device = model.run.train.device
+    multimodal, image = predict_parts(model.multimodal, features, device=device)
     return scores_compute(
-        predict(model.multimodal, features, device=device),
+        multimodal,
         predict(model.text_only, features, device=device),
         model.folds_of(dataset),
         current_labels(dataset, model.run.train),
         sfc=model.run.train.weighting == "sfc",
+        image_logits=image,
     )
 
 
@@ -199,6 +202,11 @@ def model_load(path: str | Path, *, device: str | None = None) -> tuple[RewardMo
         from rewardlab.vlm.reward_model import vlm_load
 
         return vlm_load(artifact, device=device), artifact
+    if artifact.config.get("format") != ARTIFACT_FORMAT:
+        raise ValueError(
+            f"{path} holds a format {artifact.config.get('format')} model; this version reads format "
+            f"{ARTIFACT_FORMAT}: train the campaign's model again."
+        )
     run = RunConfig.from_dict(artifact.config["run"])
     if device is not None:
         run = replace(run, train=replace(run.train, device=device))

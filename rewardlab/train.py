@@ -7,7 +7,8 @@ K members at once; member k skips fold k and stops on its own loss there. `train
 2. with EGT and no earlier model, a multimodal probe ensemble, for honest out-of-fold predictions;
 3. the multimodal ensemble, each sample weighted by SFC = L_t / (L + L_t) (Li et al., ICML 2025) with L
    from those predictions; with EGT, the highest-entropy training pairs they contradict are dropped (or
-   down-weighted) and the rest are fed from low to high entropy.
+   down-weighted), within the groups the twin gets right and wrong, and the rest are fed from low to high
+   entropy. Image-contrast pairs (`rewardlab.contrast`) train beside the labels.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rewardlab.config import RunConfig, TrainConfig
+from rewardlab.contrast import contrast_add
 from rewardlab.features import Features
 from rewardlab.labels import Samples
 from rewardlab.losses import (
@@ -54,17 +56,33 @@ class Fit:
 
 
 @torch.no_grad()
-def predict(heads: RewardHeads, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
-    """Return reward differences r_a - r_b [K, len(pairs)] (logits of P(a better)) for every member."""
+def predict_parts(heads: RewardHeads, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
+    """Return the reward differences r_a - r_b [K, len(pairs)] of every member, and those of r_image alone.
+
+    The first are the logits of P(a better); the second, None for the text-only twin, are what looking at
+    the image adds (`rewardlab.model`), the evidence `noise_score` and curation rest on.
+    """
     pairs = np.arange(len(features)) if pairs is None else pairs
     heads.eval()
-    out = []
+    totals, images = [], []
     for start in range(0, len(pairs), PREDICT_BATCH):
-        reward_a, reward_b = heads(features.batch(pairs[start : start + PREDICT_BATCH], device))
-        out.append((reward_a - reward_b).float().cpu())
+        text, image = heads.parts(features.batch(pairs[start : start + PREDICT_BATCH], device))
+        total = text if image is None else text + image
+        totals.append((total[:, 0] - total[:, 1]).float().cpu())
+        if image is not None:
+            images.append((image[:, 0] - image[:, 1]).float().cpu())
     heads.train()
     members = heads.out.weight.shape[0]
-    return torch.cat(out, dim=1).numpy() if out else np.zeros((members, 0), np.float32)
+
+    def joined(parts: list[torch.Tensor]) -> np.ndarray:
+        return torch.cat(parts, dim=1).numpy() if parts else np.zeros((members, 0), np.float32)
+
+    return joined(totals), joined(images) if heads.multimodal else None
+
+
+def predict(heads: RewardHeads, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
+    """Return reward differences r_a - r_b [K, len(pairs)] (logits of P(a better)) for every member."""
+    return predict_parts(heads, features, pairs, device)[0]
 
 
 def out_of_fold(member_values: np.ndarray, fold: np.ndarray) -> np.ndarray:
@@ -130,6 +148,7 @@ def fit(
     *,
     sample_weight: np.ndarray | None = None,
     curation: Curation | None = None,
+    labeled: int | None = None,
     desc: str = "train",
     progress: bool = True,
     on_epoch: Callable[[int], None] | None = None,
@@ -137,7 +156,9 @@ def fit(
     """Train K members on their folds; stop each at its best held-out loss. Deterministic for the seed.
 
     `sample_weight` [N] multiplies the labels' own weights (SFC); `curation` drops, down-weights and
-    orders samples (EGT). `on_epoch` gets the number of epochs done, for progress bars outside a terminal.
+    orders samples (EGT). Only the first `labeled` samples (default all) are labels and judge early
+    stopping; the rest are image-contrast pairs (`rewardlab.contrast`), trained on but not what the model
+    is for. `on_epoch` gets the number of epochs done, for progress bars outside a terminal.
     """
     device = config.device
     heads.to(device)
@@ -154,7 +175,8 @@ def fit(
         weight = weight * torch.from_numpy(sample_weight.astype(np.float32)).to(device)
     if curation is not None:
         weight = weight * torch.from_numpy(curation.scale * curation.active).to(device)
-    check = _held_out_check(samples, sample_fold, config)
+    labels = slice(0, len(samples) if labeled is None else labeled)
+    check = _held_out_check(samples.take(labels), sample_fold[labels], config)
     bar = tqdm(range(config.max_epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         chosen = np.arange(len(samples))
@@ -184,18 +206,32 @@ def fit(
     return result
 
 
-def entropy_curation(logits_oof: np.ndarray, samples: Samples, config: TrainConfig) -> Curation:
+def entropy_curation(
+    logits_oof: np.ndarray, samples: Samples, config: TrainConfig, *, text_logits_oof: np.ndarray | None = None
+) -> Curation:
     """EGT: curate the highest-entropy `curation_fraction` of samples among those the model contradicts.
 
     Entropy comes from out-of-fold predictions, so a model that memorised a wrong label cannot vouch for
     it. Confident contradictions are left to the curation round (DT2IT: re-annotate or flip), which
     needs a human or every model to agree; here only the pairs the model finds ambiguous go.
+
+    With the text-only twin's out-of-fold logits, samples are curated within two groups, those the twin
+    gets right and those it gets wrong, each up to its own share; in the second group only where the model
+    contradicts the label more than the twin does. A model that follows the text contradicts every correct
+    label the text misleads on: curating them as noise would teach the shortcut harder (issue 14).
     """
     p = torch.sigmoid(torch.from_numpy(logits_oof))
     entropy = binary_entropy(p).numpy()
-    contradicted = samples.sign * (p.numpy() - 0.5) < 0
-    budget = int(round(config.curation_fraction * len(samples)))
-    ranked = np.flatnonzero(contradicted)[np.argsort(-entropy[contradicted], kind="stable")][:budget]
+    against = np.where(samples.sign > 0, 1 - p.numpy(), p.numpy())
+    contradicted = (samples.sign != 0) & (against > 0.5)
+    groups = [np.ones(len(samples), bool)]
+    if text_logits_oof is not None:
+        text_p = 1 / (1 + np.exp(-text_logits_oof))
+        text_against = np.where(samples.sign > 0, 1 - text_p, text_p)
+        text_wrong = (samples.sign != 0) & (text_against > 0.5)
+        contradicted &= ~text_wrong | (against > text_against)
+        groups = [~text_wrong, text_wrong]
+    ranked = np.concatenate([_most_uncertain(contradicted & group, entropy, config, group.sum()) for group in groups])
     active, scale = np.ones(len(samples), bool), np.ones(len(samples), np.float32)
     if config.curation_mode == "drop":
         active[ranked] = False
@@ -206,6 +242,24 @@ def entropy_curation(logits_oof: np.ndarray, samples: Samples, config: TrainConf
     return Curation(active=active, scale=scale, order=order, curated=len(ranked))
 
 
+def _most_uncertain(candidates: np.ndarray, entropy: np.ndarray, config: TrainConfig, size: int) -> np.ndarray:
+    """Return the highest-entropy candidates, at most `curation_fraction` of a group of `size` samples."""
+    budget = int(round(config.curation_fraction * size))
+    return np.flatnonzero(candidates)[np.argsort(-entropy[candidates], kind="stable")][:budget]
+
+
+def _with_contrast(curation: Curation | None, added: int) -> Curation | None:
+    """Extend a curation of the labels to `added` image-contrast samples after them: kept, fed from the start."""
+    if curation is None or not added:
+        return curation
+    return Curation(
+        active=np.concatenate([curation.active, np.ones(added, bool)]),
+        scale=np.concatenate([curation.scale, np.ones(added, np.float32)]),
+        order=np.concatenate([curation.order, np.zeros(added, np.int64)]),
+        curated=curation.curated,
+    )
+
+
 @dataclass
 class Trained:
     """The two ensembles of a run, their training histories and what curation did."""
@@ -214,6 +268,7 @@ class Trained:
     text_only: RewardHeads
     history: dict[str, list[dict]]
     curated: int
+    contrast_pairs: int = 0
 
 
 def train_run(
@@ -226,7 +281,7 @@ def train_run(
     progress: bool = True,
     on_progress: Callable[[float], None] | None = None,
 ) -> Trained:
-    """Train the text-only twin, then the multimodal ensemble with SFC and EGT as `run.train` says.
+    """Train the text-only twin, then the multimodal ensemble with SFC, EGT and image-contrast pairs.
 
     `reference_p` [N], honest P(a better) per sample from an earlier model, replaces the probe ensemble
     that otherwise measures entropy (EGT) and the multimodal loss of SFC. `on_progress` gets the share of
@@ -235,6 +290,16 @@ def train_run(
     config = run.train
     dims = features.dims
     fits = 3 if reference_p is None and config.curation == "entropy" else 2
+    labeled = len(samples)
+    mixed, with_pairs, mixed_fold = contrast_add(
+        features,
+        samples,
+        sample_fold,
+        per_label=config.contrast_per_label,
+        weight=config.contrast_weight,
+        seed=config.seed,
+    )
+    added = len(with_pairs) - labeled
 
     def epochs_of(index: int) -> Callable[[int], None] | None:
         if on_progress is None:
@@ -242,23 +307,23 @@ def train_run(
         return lambda epoch: on_progress((index + epoch / config.max_epochs) / fits)
 
     def honest(heads: RewardHeads) -> np.ndarray:
-        """Out-of-fold logits of every sample."""
+        """Out-of-fold logits of every labeled sample."""
         return out_of_fold(predict(heads, features, samples.pair, config.device), sample_fold)
 
     def multimodal(desc: str, weights: np.ndarray | None, curation: Curation | None = None) -> Fit:
-        heads = heads_build(run, dims, multimodal=True)
-        index = fits - 1 if desc == "multimodal" else 1
+        weights = None if weights is None else np.concatenate([weights, np.ones(added, np.float32)])
         return fit(
-            heads,
-            features,
-            samples,
-            sample_fold,
+            heads_build(run, dims, multimodal=True),
+            mixed,
+            with_pairs,
+            mixed_fold,
             config,
             sample_weight=weights,
-            curation=curation,
+            curation=_with_contrast(curation, added),
+            labeled=labeled,
             desc=desc,
             progress=progress,
-            on_epoch=epochs_of(index),
+            on_epoch=epochs_of(fits - 1 if desc == "multimodal" else 1),
         )
 
     twin = fit(
@@ -272,16 +337,20 @@ def train_run(
         on_epoch=epochs_of(0),
     )
     history = {"text_only": twin.history}
-    text_loss = sample_losses(honest(twin.heads), samples)
+    text_logits = honest(twin.heads)
+    text_loss = sample_losses(text_logits, samples)
     reference = None if reference_p is None else _logit(reference_p)
     if reference is None and config.curation == "entropy":
         probe = multimodal("multimodal probe", _sfc_weights(None, text_loss, samples, config))
         history["probe"] = probe.history
         reference = honest(probe.heads)
-    curation = None if config.curation == "none" else entropy_curation(reference, samples, config)
+    curation = None
+    if config.curation == "entropy":
+        curation = entropy_curation(reference, samples, config, text_logits_oof=text_logits)
     final = multimodal("multimodal", _sfc_weights(reference, text_loss, samples, config), curation)
     history["multimodal"] = final.history
-    return Trained(final.heads, twin.heads, history, curated=0 if curation is None else curation.curated)
+    curated = 0 if curation is None else curation.curated
+    return Trained(final.heads, twin.heads, history, curated=curated, contrast_pairs=added)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
