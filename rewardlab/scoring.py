@@ -5,6 +5,13 @@ a model scores its own training labels as right, noise included. Pairs no member
 ensemble mean. Label-dependent fields compare with the pair's current label; an unlabeled pair is
 compared with the multimodal model's own choice (so `shortcut_score` says whether the text alone
 reaches what the image says) and has no `noise_score`.
+
+Noise evidence is what the image adds (DESIGN.md, issue 14). A model that follows a text shortcut
+contradicts every correct label on a pair where the style misleads, exactly as the text-only twin does;
+counting that as noise would send correct labels back and teach the dataset the shortcut. So
+`noise_score` is the contradiction of the image's own evidence (r_image, `rewardlab.model`), and a label
+the full model contradicts only as the twin does is scored by `shortcut_score` instead: it then gives
+the twin's probability of the model's verdict, the side the text alone reaches.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class Scores:
     noise_score: np.ndarray
     weight: np.ndarray
     member_p: np.ndarray  # [K, P] every member's P(a better), for the curation round
+    image_member_p: np.ndarray  # [K, P] every member's P(a better) from the image's evidence alone
 
     def row(self, index: int) -> dict[str, float | None]:
         """Return one pair's fields as JSON-ready floats (None for NaN)."""
@@ -59,22 +67,37 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def scores_compute(
-    multimodal_logits: np.ndarray, text_logits: np.ndarray, fold: np.ndarray, label: np.ndarray, *, sfc: bool
+    multimodal_logits: np.ndarray,
+    text_logits: np.ndarray,
+    fold: np.ndarray,
+    label: np.ndarray,
+    *,
+    sfc: bool,
+    image_logits: np.ndarray | None = None,
 ) -> Scores:
     """Score P pairs from logits [K, P] of both ensembles.
 
     `fold` [P]: the fold of a pair some member trained on, else -1. `label` [P]: the current label's sign
-    (+1 a better, -1 b better, 0 tie, NaN unlabeled). `weight` is SFC normalised to mean 1 over labeled
+    (+1 a better, -1 b better, 0 tie, NaN unlabeled). `image_logits` [K, P]: the image's own evidence,
+    r_image(a) − r_image(b); a backend without that split (the VLM) passes None and its whole verdict
+    counts as evidence, less what the twin shares. `weight` is SFC normalised to mean 1 over labeled
     pairs (1 everywhere when `sfc` is off), so a trainer's loss keeps its scale.
     """
     logit, text_logit = _honest(multimodal_logits, fold), _honest(text_logits, fold)
     p, text_p = _sigmoid(logit), _sigmoid(text_logit)
     member_p = _sigmoid(multimodal_logits)
+    image_member_p = member_p if image_logits is None else _sigmoid(image_logits)
     labeled = ~np.isnan(label)
     target = np.where(labeled, label, np.where(p >= 0.5, 1.0, -1.0))
     decided = target != 0
-    shortcut = np.where(decided, np.where(target > 0, text_p, 1 - text_p), 1 - np.abs(2 * text_p - 1))
-    contradiction = np.where(decided, np.where(target > 0, 1 - p, p), np.abs(2 * p - 1))
+    contradiction = _against(p, target)
+    if image_logits is None:
+        evidence = np.clip(contradiction - _against(text_p, target), 0.0, 1.0)
+    else:
+        evidence = _against(_sigmoid(_honest(image_logits, fold)), target)
+    follows_text = decided & (contradiction > 0.5) & (_against(text_p, target) > 0.5)
+    verdict = np.where(follows_text, -target, target)
+    shortcut = np.where(decided, np.where(verdict > 0, text_p, 1 - text_p), 1 - np.abs(2 * text_p - 1))
     weight = np.ones_like(p)
     if sfc:
         sign = torch.from_numpy(target.astype(np.float32))
@@ -90,7 +113,13 @@ def scores_compute(
         mutual_info=mutual_information(torch.from_numpy(member_p)).numpy(),
         text_only_p_a_better=text_p,
         shortcut_score=shortcut,
-        noise_score=np.where(labeled, contradiction, np.nan),
+        noise_score=np.where(labeled, evidence, np.nan),
         weight=weight,
         member_p=member_p,
+        image_member_p=image_member_p,
     )
+
+
+def _against(p: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Return the probability given to the side `target` (+1 a, -1 b) did not choose; ties: how decided p is."""
+    return np.where(target > 0, 1 - p, np.where(target < 0, p, np.abs(2 * p - 1)))

@@ -12,8 +12,12 @@ NAN = float("nan")
 A_BETTER, B_BETTER, TIE = 1.0, -1.0, 0.0
 
 
-def scores(member_p: list[list[float]], noise: list[float]) -> Scores:
-    """Scores of P pairs from every member's P(a better) [K, P] and the noise scores; other fields unused."""
+def scores(member_p: list[list[float]], noise: list[float], *, image_p=None, text_p=None) -> Scores:
+    """Scores of P pairs from every member's P(a better) [K, P] and the noise scores; other fields unused.
+
+    The image's evidence is the members' whole verdict unless `image_p` says otherwise; the text-only twin
+    is unsure (0.5) unless `text_p` says otherwise.
+    """
     member = np.array(member_p, dtype=np.float32)
     p = member.mean(0)
     zeros = np.zeros_like(p)
@@ -21,18 +25,19 @@ def scores(member_p: list[list[float]], noise: list[float]) -> Scores:
         p_a_better=p,
         entropy=zeros,
         mutual_info=zeros,
-        text_only_p_a_better=zeros,
+        text_only_p_a_better=np.full_like(p, 0.5) if text_p is None else np.array(text_p, dtype=np.float32),
         shortcut_score=zeros,
         noise_score=np.array(noise, dtype=np.float32),
         weight=np.ones_like(p),
         member_p=member,
+        image_member_p=member if image_p is None else np.array(image_p, dtype=np.float32),
     )
 
 
-def decide(member_p, noise, label, *, human=None, gold=None, **config):
+def decide(member_p, noise, label, *, human=None, gold=None, image_p=None, text_p=None, **config):
     count = len(label)
     return curation_round(
-        scores(member_p, noise),
+        scores(member_p, noise, image_p=image_p, text_p=text_p),
         np.array(label, dtype=float),
         human=np.zeros(count, bool) if human is None else np.array(human),
         gold=np.zeros(count, bool) if gold is None else np.array(gold),
@@ -45,6 +50,21 @@ def test_a_prior_label_every_member_rejects_with_confidence_is_flipped():
     assert decide([[0.02], [0.05]], [0.97], [A_BETTER]) == ["flip"]
     # the mirror case: label b better, members give a 0.97 and 0.93
     assert decide([[0.97], [0.93]], [0.95], [B_BETTER]) == ["flip"]
+
+
+def test_a_label_the_text_only_twin_also_rejects_is_never_flipped():
+    # every member and the image's evidence reject "a better", but so does the twin (0.1 for a): the model
+    # may only be following the text, so the label goes back to humans
+    assert decide([[0.02], [0.05]], [0.97], [A_BETTER], text_p=[0.1], reannotate_fraction=1.0) == ["reannotate"]
+    # the same pair with a twin that agrees with the label is flipped on the image's evidence
+    assert decide([[0.02], [0.05]], [0.97], [A_BETTER], text_p=[0.8]) == ["flip"]
+
+
+def test_a_flip_needs_the_image_evidence_of_every_member():
+    # the members' whole verdicts are confident, but one member's image evidence gives b only 0.6
+    assert decide([[0.02], [0.05]], [0.97], [A_BETTER], image_p=[[0.02], [0.4]], reannotate_fraction=1.0) == [
+        "reannotate"
+    ]
 
 
 def test_one_unsure_member_prevents_a_flip():
