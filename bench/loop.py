@@ -1,24 +1,31 @@
-"""Does the reward model earn its place in the loop? Four experiments on synthetic data whose truth is known.
+"""Does the reward model earn its place in the loop? Experiments on scene worlds whose truth is known.
 
-Run `.venv/bin/python bench/loop.py [--quick] [--only active noise shortcut cost]`. One JSON document goes
-to stdout and bench/out/loop.json; progress goes to stderr. Every experiment states its goal from issue 3
-and whether this run met it.
+Run `.venv/bin/python bench/loop.py [--quick] [--seeds 3] [--only active shortcut cost]`. One JSON document
+goes to stdout and bench/out/loop.json; progress goes to stderr. Every experiment states its goal (issues 3
+and 14) and whether this run met it.
 
-1. active: accuracy on a held-out split against the number of labels, labeling the most uncertain pairs
-   first (ensemble entropy + mutual information) against labeling at random, from the same seed set.
-   Goal: reach random's final accuracy with at most half its labels.
-2. noise: 20% of prior labels flipped; the share of flipped pairs among the top 25% by `noise_score`
-   (out-of-fold). Goal ≥ 0.7 (chance 0.25). Run with and without facts (Fact-RLHF).
-3. shortcut: the faithful answer is the verbose one in 85% of training pairs and 15% of an
-   out-of-distribution split; OOD accuracy with SFC weighting against plain training (goal ≥ +10 points),
-   and the AUC of `shortcut_score` for the pairs whose style gives the answer away (goal ≥ 0.9).
-4. cost: retrain and rescore with 10k labeled of 100k pairs, embeddings cached, on this machine's cores;
+Every model here is trained and scored on the scene family's HELD-OUT variants (`rewardlab.scenes`): worlds
+whose nouns, colour words, renderer, objects or style shortcut no choice of this code was tuned on. A
+variant is a campaign nobody on the team built: its figures are the mean ± sd over seeds, per variant.
+
+1. shortcut: per held-out variant and seed, a campaign of 1,500 items whose faithful answer carries the
+   variant's style 85% of the time, 20% of prior labels flipped, no facts; default settings, with SFC and
+   without ("plain"). Scored on 600 out-of-distribution items of the same variant where the faithful
+   answer carries the style 15% of the time. Reports OOD accuracy, accuracy on counter-shortcut pairs
+   (style points the wrong way), flipped-label recall in the top 25% by `noise_score`, the share of the
+   *correct* counter-shortcut labels in that top 25%, and how many correct labels a DT2IT curation round
+   would flip. Goals: SFC − plain ≥ +10 points; counter-shortcut ≥ 0.6; recall ≥ 0.7; ≤ 30%; 0 flips.
+2. active: accuracy on a held-out split against the number of labels, labeling the most uncertain pairs
+   first (ensemble entropy + mutual information) against labeling at random, from the same seed labels.
+   Goal: reach random's final accuracy with at most half its labels, mean over seeds.
+3. cost: retrain and rescore with 10k labeled of 100k pairs, embeddings cached, on this machine's cores;
    seconds and peak memory. Goal ≤ 60 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -33,28 +40,34 @@ import torch
 
 from rewardlab.cache import EmbeddingCache
 from rewardlab.config import RunConfig, TrainConfig
+from rewardlab.curation import curation_round
 from rewardlab.data import Dataset, Label, load_dataset
 from rewardlab.features import Encoders, features_build
-from rewardlab.metrics import pairwise_accuracy, roc_auc
+from rewardlab.labels import current_labels
+from rewardlab.metrics import pairwise_accuracy
 from rewardlab.pipeline import model_score, model_train
+from rewardlab.scenes import HELD_OUT_VARIANTS, FamilyConfig
+from rewardlab.scenes import write_package as family_write
 from rewardlab.synthetic import SyntheticConfig, write_package
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
-EXPERIMENTS = ("active", "noise", "shortcut", "cost")
+EXPERIMENTS = ("shortcut", "active", "cost")
+TOP_SHARE = 0.25  # noise_score's top quarter goes back to humans first
 
 
 def log(message: str) -> None:
     print(f"[loop] {message}", file=sys.stderr, flush=True)
 
 
-def package(config: SyntheticConfig) -> Dataset:
-    """Write (once) and load a synthetic package; the file name records its settings."""
-    name = f"syn-{config.n_items}-s{config.seed}-f{int(config.facts)}-v{config.verbose_p}-n{config.prior_noise}.zip"
-    path = OUT / "data" / name
+def package(config: SyntheticConfig | FamilyConfig) -> Dataset:
+    """Write (once) and load a package of either generator; the file name records its settings."""
+    digest = hashlib.sha256(repr(config).encode()).hexdigest()[:16]
+    path = OUT / "data" / f"{type(config).__name__}-{config.n_items}-s{config.seed}-{digest}.zip"
     if not path.exists():  # written aside and renamed, so an interrupted run leaves no half package
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(write_package(config, path.with_suffix(".part")), path)
+        writer = family_write if isinstance(config, FamilyConfig) else write_package
+        os.replace(writer(config, path.with_suffix(".part")), path)
     return load_dataset(path)
 
 
@@ -63,49 +76,146 @@ def truth(dataset: Dataset) -> list[str]:
     return ["a" if dataset.items[p.item].meta["truth"] == p.a_id else "b" for p in dataset.pairs]
 
 
+def meta(dataset: Dataset, key: str) -> np.ndarray:
+    """One generator record per pair, as a bool array."""
+    return np.array([bool(dataset.items[p.item].meta[key]) for p in dataset.pairs])
+
+
 def with_labels(dataset: Dataset, pairs: np.ndarray, answers: list[str]) -> Dataset:
     """A copy of `dataset` whose only labels are human answers on `pairs`."""
     labels = [Label(int(p), answers[p], 3, "human") for p in pairs]
     return replace(dataset, labels=labels)
 
 
+def spread(values: list[float]) -> dict:
+    """Mean and sample sd over seeds, with the values themselves."""
+    array = np.array(values, dtype=float)
+    sd = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return {"mean": round(float(array.mean()), 4), "sd": round(sd, 4), "values": [round(v, 4) for v in values]}
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.quick = args.quick
+        self.seeds = list(range(args.seeds))
+        self.variants = args.variants
         self.cache_dir = args.cache_dir
         self.encoders = Encoders.load(RunConfig().encoders)
 
     def features(self, dataset: Dataset):
         with EmbeddingCache(self.cache_dir) as cache:
-            return features_build(dataset, self.encoders, cache, progress=True)
+            return features_build(dataset, self.encoders, cache, progress=False)
 
     def train(self, dataset: Dataset, features, **train) -> tuple:
         run = RunConfig(train=TrainConfig(**train))
         return model_train(dataset, run, features=features, progress=False)
 
+    def shortcut(self) -> dict:
+        """Per held-out variant and seed: SFC against plain, OOD and on counter-shortcut pairs; noise finding."""
+        n, test_n = (600, 300) if self.quick else (1500, 600)
+        rows: dict[str, dict[str, list[dict]]] = {}
+        for variant in self.variants:
+            for seed in self.seeds:
+                campaign = FamilyConfig(
+                    n_items=n, seed=seed, variants=(variant,), style_p=0.85, prior_noise=0.2, facts=False
+                )
+                ood = FamilyConfig(n_items=test_n, seed=1000 + seed, variants=(variant,), style_p=0.15, facts=False)
+                for method, weighting in (("plain", "none"), ("sfc", "sfc")):
+                    row = self._shortcut_run(package(campaign), package(ood), weighting=weighting, seed=seed)
+                    rows.setdefault(variant, {}).setdefault(method, []).append(row)
+                    log(f"shortcut {variant} seed {seed} {method}: {row}")
+        return {"train_items": n, "ood_items": test_n, "seeds": self.seeds, **self._shortcut_summary(rows)}
+
+    def _shortcut_run(self, campaign: Dataset, ood: Dataset, *, weighting: str, seed: int) -> dict:
+        model, scores, metrics = self.train(campaign, self.features(campaign), weighting=weighting, seed=seed)
+        ood_scores = model_score(model, ood, self.features(ood))
+        right = (ood_scores.p_a_better > 0.5) == (np.array(truth(ood)) == "b")
+        counter = ~meta(ood, "faithful_styled")
+        flipped, styled = meta(campaign, "prior_flipped"), meta(campaign, "faithful_styled")
+        top = np.zeros(len(flipped), bool)
+        top[np.argsort(-scores.noise_score, kind="stable")[: int(TOP_SHARE * len(flipped))]] = True
+        correct_counter = ~styled & ~flipped
+        label = current_labels(campaign, model.run.train)
+        decisions = curation_round(scores, label, human=np.zeros(len(label), bool), gold=np.zeros(len(label), bool))
+        return {
+            "ood_accuracy": round(float(right.mean()), 4),
+            "counter_shortcut_accuracy": round(float(right[counter].mean()), 4),
+            "pro_shortcut_accuracy": round(float(right[~counter].mean()), 4),
+            "flipped_recall_top_quarter": round(float(top[flipped].mean()), 4),
+            "correct_counter_shortcut_in_top_quarter": round(float(top[correct_counter].mean()), 4),
+            "correct_labels_flipped": int(((decisions == "flip") & ~flipped).sum()),
+            "wrong_labels_flipped": int(((decisions == "flip") & flipped).sum()),
+            "contrast_pairs": metrics["contrast_pairs"],
+            "seconds": metrics["seconds"],
+        }
+
+    @staticmethod
+    def _shortcut_summary(rows: dict[str, dict[str, list[dict]]]) -> dict:
+        """Mean ± sd per variant and method, SFC's gain per seed, and the goals on every variant."""
+        per_variant, met = {}, {}
+        for variant, methods in rows.items():
+            summary = {
+                method: {key: spread([run[key] for run in runs]) for key in runs[0]} for method, runs in methods.items()
+            }
+            gains = [
+                100 * (s["ood_accuracy"] - p["ood_accuracy"])
+                for s, p in zip(methods["sfc"], methods["plain"], strict=True)
+            ]
+            summary["sfc_minus_plain_points"] = spread(gains)
+            sfc = summary["sfc"]
+            met[variant] = {
+                "gain >= 10 points": summary["sfc_minus_plain_points"]["mean"] >= 10,
+                "counter-shortcut >= 0.6": sfc["counter_shortcut_accuracy"]["mean"] >= 0.6,
+                "flipped recall >= 0.7": sfc["flipped_recall_top_quarter"]["mean"] >= 0.7,
+                "correct counter-shortcut in top quarter <= 0.3": (
+                    sfc["correct_counter_shortcut_in_top_quarter"]["mean"] <= 0.3
+                ),
+                "no correct label flipped": max(sfc["correct_labels_flipped"]["values"]) == 0,
+            }
+            per_variant[variant] = summary
+        return {"variants": per_variant, "met": met}
+
     def active(self) -> dict:
-        """Uncertainty-first against random labeling, same seed labels, same held-out split."""
-        pool_n, test_n = (1200, 400) if self.quick else (3000, 1000)
-        budgets = [100, 200, 400, 800] if self.quick else [150, 300, 450, 600, 900, 1200, 1800]
-        pool = package(SyntheticConfig(n_items=pool_n, seed=11, facts=False))
-        test = package(SyntheticConfig(n_items=test_n, seed=12, facts=False))
+        """Uncertainty-first against random labeling, same seed labels, same held-out split, per seed."""
+        pool_n, test_n = (800, 300) if self.quick else (2000, 600)
+        budgets = [100, 200, 400] if self.quick else [100, 200, 300, 400, 600, 800]
+        runs = []
+        for seed in self.seeds:
+            variant = self.variants[seed % len(self.variants)]
+            pool = package(FamilyConfig(n_items=pool_n, seed=seed, variants=(variant,), facts=False))
+            test = package(FamilyConfig(n_items=test_n, seed=1000 + seed, variants=(variant,), facts=False))
+            curves = self._curves(pool, test, budgets, seed)
+            runs.append({"variant": variant, "seed": seed, "curves": curves, **self._label_savings(curves)})
+        ratios = [run["label_ratio"] for run in runs]
+        reached = [r for r in ratios if r is not None]
+        mean = round(float(np.mean(reached)), 3) if len(reached) == len(ratios) else None
+        return {
+            "pool": pool_n,
+            "test": test_n,
+            "runs": runs,
+            "label_ratio": None if mean is None else spread(reached),
+            "goal": "mean label_ratio <= 0.5 (uncertainty-first labels to reach random's final accuracy)",
+            "met": mean is not None and mean <= 0.5,
+        }
+
+    def _curves(self, pool: Dataset, test: Dataset, budgets: list[int], seed: int) -> dict:
         pool_features, test_features = self.features(pool), self.features(test)
         answers, test_truth = truth(pool), truth(test)
-        rng = np.random.default_rng(0)
-        seed_set = rng.choice(pool_n, budgets[0], replace=False)
+        rng = np.random.default_rng(seed)
+        seed_set = rng.choice(len(pool.pairs), budgets[0], replace=False)
         curves = {}
         for strategy in ("uncertainty", "random"):
             labeled, curve = seed_set.copy(), []
             for step in range(len(budgets)):
                 data = with_labels(pool, labeled, answers)
-                model, scores, _ = self.train(data, pool_features, curation="none", weighting="none")
+                model, scores, _ = self.train(data, pool_features, curation="none", weighting="none", seed=seed)
                 accuracy = pairwise_accuracy(model_score(model, test, test_features).p_a_better, test_truth)
                 curve.append({"labels": int(len(labeled)), "accuracy": round(accuracy, 4)})
-                log(f"active {strategy} {len(labeled)} labels: {accuracy:.3f}")
+                log(f"active seed {seed} {strategy} {len(labeled)} labels: {accuracy:.3f}")
                 if step + 1 < len(budgets):
                     labeled = self._acquire(strategy, labeled, scores, budgets[step + 1] - len(labeled), rng)
             curves[strategy] = curve
-        return {"pool": pool_n, "test": test_n, "curves": curves, **self._label_savings(curves)}
+        return curves
 
     @staticmethod
     def _acquire(strategy: str, labeled: np.ndarray, scores, count: int, rng) -> np.ndarray:
@@ -132,64 +242,7 @@ class Bench:
                     needed = round(before["labels"] + share * (after["labels"] - before["labels"]))
                 break
         ratio = None if needed is None else round(needed / target["labels"], 3)
-        return {
-            "random_final": target,
-            "uncertainty_labels_to_match": needed,
-            "label_ratio": ratio,
-            "goal": "label_ratio <= 0.5",
-            "met": ratio is not None and ratio <= 0.5,
-        }
-
-    def noise(self) -> dict:
-        """Share of flipped prior labels in the top quarter by out-of-fold noise_score."""
-        n = 1000 if self.quick else 3000
-        results = {}
-        for facts in (True, False):
-            data = package(SyntheticConfig(n_items=n, seed=21, facts=facts, prior_noise=0.2))
-            _, scores, metrics = self.train(data, self.features(data), labels="prior")
-            flipped = np.array([bool(data.items[p.item].meta["prior_flipped"]) for p in data.pairs])
-            top = np.argsort(-scores.noise_score, kind="stable")[: len(flipped) // 4]
-            share = float(flipped[top].mean())
-            results["with_facts" if facts else "without_facts"] = {
-                "flipped": int(flipped.sum()),
-                "share_flipped_in_top_quarter": round(share, 4),
-                "recall_of_flipped_in_top_quarter": round(float(flipped[top].sum() / flipped.sum()), 4),
-                "auc_noise_score": round(roc_auc(scores.noise_score, flipped), 4),
-                "accuracy_vs_truth": round(pairwise_accuracy(scores.p_a_better, truth(data)), 4),
-                "met": share >= 0.7,
-            }
-            log(f"noise facts={facts}: {share:.3f}")
-        return {"items": n, "prior_noise": 0.2, "goal": "share >= 0.7 (chance 0.25)", **results}
-
-    def shortcut(self) -> dict:
-        """OOD accuracy of SFC against plain training, and how well shortcut_score finds shortcut pairs."""
-        n, test_n = (1200, 400) if self.quick else (3000, 1000)
-        train = package(SyntheticConfig(n_items=n, seed=31, facts=False, verbose_p=0.85, prior_noise=0.0))
-        ood = package(SyntheticConfig(n_items=test_n, seed=32, facts=False, verbose_p=0.15, prior_noise=0.0))
-        train_features, ood_features = self.features(train), self.features(ood)
-        ood_truth = truth(ood)
-        results = {}
-        for weighting in ("none", "sfc"):
-            model, train_scores, _ = self.train(train, train_features, weighting=weighting, curation="none")
-            ood_scores = model_score(model, ood, ood_features)
-            results[weighting] = {
-                "ood_accuracy": round(pairwise_accuracy(ood_scores.p_a_better, ood_truth), 4),
-                "in_distribution_accuracy": round(pairwise_accuracy(train_scores.p_a_better, truth(train)), 4),
-                "text_only_ood_accuracy": round(pairwise_accuracy(ood_scores.text_only_p_a_better, ood_truth), 4),
-            }
-            log(f"shortcut {weighting}: {results[weighting]}")
-        verbose_wins = np.array([bool(train.items[p.item].meta["faithful_verbose"]) for p in train.pairs])
-        auc = roc_auc(train_scores.shortcut_score, verbose_wins)
-        gain = results["sfc"]["ood_accuracy"] - results["none"]["ood_accuracy"]
-        return {
-            "train_items": n,
-            "ood_items": test_n,
-            **results,
-            "ood_gain_points": round(100 * gain, 2),
-            "shortcut_score_auc": round(auc, 4),
-            "goal": "gain >= +10 points; AUC >= 0.9",
-            "met": {"gain": gain >= 0.10, "auc": auc >= 0.9},
-        }
+        return {"random_final": target, "uncertainty_labels_to_match": needed, "label_ratio": ratio}
 
     def cost(self) -> dict:
         """Retrain + rescore with 10k labeled of 100k pairs, embeddings already cached."""
@@ -237,6 +290,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, default=list(EXPERIMENTS))
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant")
+    parser.add_argument("--variants", nargs="+", choices=HELD_OUT_VARIANTS, default=list(HELD_OUT_VARIANTS))
     parser.add_argument("--cache-dir", type=Path, default=OUT / "cache")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
