@@ -114,8 +114,8 @@ class Bench:
         """Per held-out variant and seed: SFC against plain, OOD and on counter-shortcut pairs; noise finding."""
         n, test_n = (600, 300) if self.quick else (1500, 600)
         rows: dict[str, dict[str, list[dict]]] = {}
-        for variant in self.variants:
-            for seed in self.seeds:
+        for seed in self.seeds:  # seeds outside, so an interrupted run has every variant at its first seeds
+            for variant in self.variants:
                 campaign = FamilyConfig(
                     n_items=n, seed=seed, variants=(variant,), style_p=0.85, prior_noise=0.2, facts=False
                 )

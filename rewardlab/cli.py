@@ -60,6 +60,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         labels=args.labels,
         prior_trust=args.prior_trust,
         max_epochs=args.max_epochs,
+        contrast_per_label=args.contrast_per_label,
+        contrast_weight=args.contrast_weight,
         device=args.device or default_device(),
     )
     run = RunConfig(
@@ -123,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--prior-trust", type=float, default=TrainConfig.prior_trust)
     train.add_argument("--max-epochs", type=int, default=TrainConfig.max_epochs)
+    train.add_argument(
+        "--contrast-per-label",
+        type=int,
+        default=TrainConfig.contrast_per_label,
+        help="image-contrast and answer-swap pairs per label, each kind (0: none)",
+    )
+    train.add_argument("--contrast-weight", type=float, default=TrainConfig.contrast_weight)
     train.add_argument("--members", type=int, default=ModelConfig.members, help="ensemble size = number of folds")
     train.add_argument("--text-encoder", default=os.environ.get("REWARDLAB_TEXT_ENCODER") or EncoderConfig.text)
     train.add_argument("--image-encoder", default=os.environ.get("REWARDLAB_IMAGE_ENCODER") or EncoderConfig.image)

@@ -38,6 +38,7 @@ from rewardlab.scenes import (
     main,
     write_package,
 )
+from rewardlab.shapes import PALETTE  # the basic colour terms' prototypes, as the encoder names them
 from rewardlab.synthetic import ITEMS_NAME, QTYPES
 
 N = 1500
@@ -51,20 +52,6 @@ EXPECTED_HALLUCINATION = {
     "existence": {"object"},
     "spatial": {"relation"},
     "description": {"object", "attribute"},
-}
-# Prototypes of the basic colour terms (Berlin & Kay), as rewardlab/shapes.py names them.
-PROTOTYPES = {
-    "black": (15, 15, 15),
-    "white": (245, 245, 245),
-    "gray": (128, 128, 128),
-    "red": (225, 35, 35),
-    "orange": (245, 140, 25),
-    "yellow": (240, 215, 30),
-    "green": (40, 165, 60),
-    "blue": (35, 80, 225),
-    "purple": (140, 55, 180),
-    "pink": (240, 140, 190),
-    "brown": (140, 85, 40),
 }
 SHARP_MATCH, SMOOTH_MATCH = 1.0, 60.0  # RGB distance to the shade that counts as showing it, without / with AA
 SMOOTH_SHOWN = 0.25  # share of a thin anti-aliased outline's pixels still near its shade (0.36 at worst, seen)
@@ -268,7 +255,7 @@ def test_every_variant_renders_each_shape_in_its_shade():
 def test_shades_are_named_by_their_basic_colour_and_stand_out_from_the_background(scenes):
     for colour, shades in SHADES.items():
         for rgb in shades:
-            nearest = min(PROTOTYPES, key=lambda name: np.linalg.norm(np.subtract(rgb, PROTOTYPES[name])))
+            nearest = min(PALETTE, key=lambda name: np.linalg.norm(np.subtract(rgb, PALETTE[name])))
             assert nearest == colour, rgb
     for _, scene in scenes:
         for shape in scene.shapes:
