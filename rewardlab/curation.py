@@ -5,8 +5,9 @@ rejects with confidence are flipped outright, the other strong contradictions go
 (consensus then confirms or flips them), and the rest are kept. Human labels are never flipped by a
 model alone, and gold answers are never touched: they are what the model is measured against.
 
-A flip rests on the image's evidence alone (every member's r_image, `rewardlab.scoring`), and never
-happens where the text-only twin also rejects the label: there the model may only be following the text,
+A flip needs every member to reject the label with confidence, both in its whole verdict and in the
+image's evidence alone (r_image, `rewardlab.scoring`), and never happens where the text-only twin also
+rejects the label: there the model may only be following the text,
 and flipping a correct label the style misleads on would teach the dataset the shortcut (issue 14). Such
 labels go back to humans instead.
 """
@@ -46,9 +47,13 @@ def curation_round(
     """
     config = config or CurationConfig()
     decisive = ~np.isnan(label) & (np.nan_to_num(label) != 0) & ~gold
-    # Probability each member's image evidence gives the side the label did not choose.
-    against = np.where(label > 0, 1 - scores.image_member_p, scores.image_member_p)
-    unanimous = (against >= config.flip_confidence).all(0) & (scores.noise_score >= config.flip_confidence)
+
+    def rejected_by_every_member(member_p: np.ndarray) -> np.ndarray:
+        against = np.where(label > 0, 1 - member_p, member_p)  # P(the side the label did not choose)
+        return (against >= config.flip_confidence).all(0)
+
+    unanimous = rejected_by_every_member(scores.member_p) & rejected_by_every_member(scores.image_member_p)
+    unanimous &= scores.noise_score >= config.flip_confidence
     twin_against = np.where(label > 0, 1 - scores.text_only_p_a_better, scores.text_only_p_a_better) > 0.5
     flip = decisive & ~human & unanimous & ~twin_against
     contradicted = decisive & ~flip & (np.nan_to_num(scores.noise_score) > config.noise_threshold)

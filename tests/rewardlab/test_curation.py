@@ -67,6 +67,14 @@ def test_a_flip_needs_the_image_evidence_of_every_member():
     ]
 
 
+def test_image_evidence_the_whole_verdict_does_not_share_flips_nothing():
+    # every member's image evidence rejects "a better", but one member's whole verdict gives b only 0.6:
+    # the words outweigh what the image showed it, so humans decide
+    assert decide([[0.02], [0.4]], [0.97], [A_BETTER], image_p=[[0.02], [0.02]], reannotate_fraction=1.0) == [
+        "reannotate"
+    ]
+
+
 def test_one_unsure_member_prevents_a_flip():
     # member 1 gives b only 1 - 0.3 = 0.7 < 0.9: the label goes back to humans instead
     assert decide([[0.02], [0.3]], [0.84], [A_BETTER], reannotate_fraction=1.0) == ["reannotate"]
