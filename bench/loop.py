@@ -15,10 +15,12 @@ variant is a campaign nobody on the team built: its figures are the mean ± sd o
    (style points the wrong way), flipped-label recall in the top 25% by `noise_score`, the share of the
    *correct* counter-shortcut labels in that top 25%, and how many correct labels a DT2IT curation round
    would flip. Goals: SFC − plain ≥ +10 points; counter-shortcut ≥ 0.6; recall ≥ 0.7; ≤ 30%; 0 flips.
-2. active: accuracy on a held-out split against the number of labels, labeling the most uncertain pairs
+2. contrast: the same campaigns, SFC with and without the image-contrast and answer-swap pairs
+   (`rewardlab.contrast`): what they add to counter-shortcut accuracy.
+3. active: accuracy on a held-out split against the number of labels, labeling the most uncertain pairs
    first (ensemble entropy + mutual information) against labeling at random, from the same seed labels.
    Goal: reach random's final accuracy with at most half its labels, mean over seeds.
-3. cost: retrain and rescore with 10k labeled of 100k pairs, embeddings cached, on this machine's cores;
+4. cost: retrain and rescore with 10k labeled of 100k pairs, embeddings cached, on this machine's cores;
    seconds and peak memory. Goal ≤ 60 s.
 """
 
@@ -52,7 +54,7 @@ from rewardlab.synthetic import SyntheticConfig, write_package
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
-EXPERIMENTS = ("shortcut", "active", "cost")
+EXPERIMENTS = ("shortcut", "contrast", "active", "cost")
 TOP_SHARE = 0.25  # noise_score's top quarter goes back to humans first
 
 
@@ -112,7 +114,34 @@ class Bench:
 
     def shortcut(self) -> dict:
         """Per held-out variant and seed: SFC against plain, OOD and on counter-shortcut pairs; noise finding."""
+        rows = self._arms({"plain": {"weighting": "none"}, "sfc": {}})
+        return self._campaign_sizes() | self._shortcut_summary(rows)
+
+    def contrast(self) -> dict:
+        """What the contrast pairs add: SFC with and without them, in the shortcut experiment's campaigns."""
+        rows = self._arms({"sfc_without_contrast": {"contrast_per_label": 0}, "sfc": {}})
+        summary = {}
+        for variant, arms in rows.items():
+            summary[variant] = {
+                arm: {key: spread([r[key] for r in runs]) for key in runs[0]} for arm, runs in arms.items()
+            }
+            pairs = zip(arms["sfc"], arms["sfc_without_contrast"], strict=True)
+            gains = [100 * (a["counter_shortcut_accuracy"] - b["counter_shortcut_accuracy"]) for a, b in pairs]
+            summary[variant]["counter_shortcut_points_added"] = spread(gains)
+        return self._campaign_sizes() | {"variants": summary}
+
+    def _campaign_sizes(self) -> dict:
         n, test_n = (600, 300) if self.quick else (1500, 600)
+        return {"train_items": n, "ood_items": test_n, "seeds": self.seeds}
+
+    def _arms(self, arms: dict[str, dict]) -> dict[str, dict[str, list[dict]]]:
+        """Train each arm (TrainConfig fields over the defaults) on every variant's campaign, every seed.
+
+        A campaign of `n` items whose faithful answer carries the variant's style 85% of the time, 20% of
+        priors flipped, no facts; scored on `test_n` items where the style points the other way 85% of the time.
+        """
+        sizes = self._campaign_sizes()
+        n, test_n = sizes["train_items"], sizes["ood_items"]
         rows: dict[str, dict[str, list[dict]]] = {}
         for seed in self.seeds:  # seeds outside, so an interrupted run has every variant at its first seeds
             for variant in self.variants:
@@ -120,14 +149,14 @@ class Bench:
                     n_items=n, seed=seed, variants=(variant,), style_p=0.85, prior_noise=0.2, facts=False
                 )
                 ood = FamilyConfig(n_items=test_n, seed=1000 + seed, variants=(variant,), style_p=0.15, facts=False)
-                for method, weighting in (("plain", "none"), ("sfc", "sfc")):
-                    row = self._shortcut_run(package(campaign), package(ood), weighting=weighting, seed=seed)
-                    rows.setdefault(variant, {}).setdefault(method, []).append(row)
-                    log(f"shortcut {variant} seed {seed} {method}: {row}")
-        return {"train_items": n, "ood_items": test_n, "seeds": self.seeds, **self._shortcut_summary(rows)}
+                for arm, train in arms.items():
+                    row = self._shortcut_run(package(campaign), package(ood), seed=seed, **train)
+                    rows.setdefault(variant, {}).setdefault(arm, []).append(row)
+                    log(f"{variant} seed {seed} {arm}: {row}")
+        return rows
 
-    def _shortcut_run(self, campaign: Dataset, ood: Dataset, *, weighting: str, seed: int) -> dict:
-        model, scores, metrics = self.train(campaign, self.features(campaign), weighting=weighting, seed=seed)
+    def _shortcut_run(self, campaign: Dataset, ood: Dataset, *, seed: int, **train) -> dict:
+        model, scores, metrics = self.train(campaign, self.features(campaign), seed=seed, **train)
         ood_scores = model_score(model, ood, self.features(ood))
         right = (ood_scores.p_a_better > 0.5) == (np.array(truth(ood)) == "b")
         counter = ~meta(ood, "faithful_styled")
