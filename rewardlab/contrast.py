@@ -33,22 +33,21 @@ def _other_images(features: Features, pairs: np.ndarray, rng: np.random.Generato
     count = np.searchsorted(prompts, features.prompt[pairs], side="right") - start
     same_prompt = images[order[start + (rng.random(len(pairs)) * count).astype(np.int64)]]
     anywhere = images[rng.integers(0, len(images), len(pairs))]
-    other = np.where(same_prompt != images[pairs], same_prompt, anywhere)
-    return other
+    return np.where(same_prompt != images[pairs], same_prompt, anywhere)
 
 
 def _same_prompt_answers(
     features: Features, pairs: np.ndarray, chosen: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Return, per labeled pair, the chosen answer of another labeled pair with the same prompt and another
-    image (-1 where there is none or it reads the same), and the picks' positions."""
+    image (-1 where there is none or it reads the same)."""
     order = np.lexsort((features.image[pairs], features.prompt[pairs]))
     prompts = features.prompt[pairs][order]
     start = np.searchsorted(prompts, features.prompt[pairs], side="left")
     count = np.searchsorted(prompts, features.prompt[pairs], side="right") - start
     picked = order[start + (rng.random(len(pairs)) * count).astype(np.int64)]
     usable = (features.image[pairs[picked]] != features.image[pairs]) & (chosen[picked] != chosen)
-    return np.where(usable, chosen[picked], -1), picked
+    return np.where(usable, chosen[picked], -1)
 
 
 def contrast_add(
@@ -74,7 +73,7 @@ def contrast_add(
     chosen = np.where(a_wins, features.a[pairs], features.b[pairs])
     support = np.where(a_wins[:, None], features.support_a[pairs], features.support_b[pairs])
     other_image = _other_images(features, pairs, rng)
-    other_answer, _ = _same_prompt_answers(features, pairs, chosen, rng)
+    other_answer = _same_prompt_answers(features, pairs, chosen, rng)
     images, swaps = other_image != features.image[pairs], other_answer >= 0
     no_support = np.zeros_like(support[swaps])
     rows = {
