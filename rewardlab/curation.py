@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from rewardlab.scoring import Scores
+from rewardlab.scoring import Scores, probability_against
 
 Decision = Literal["keep", "reannotate", "flip"]
 
@@ -49,12 +49,11 @@ def curation_round(
     decisive = ~np.isnan(label) & (np.nan_to_num(label) != 0) & ~gold
 
     def rejected_by_every_member(member_p: np.ndarray) -> np.ndarray:
-        against = np.where(label > 0, 1 - member_p, member_p)  # P(the side the label did not choose)
-        return (against >= config.flip_confidence).all(0)
+        return (probability_against(member_p, label) >= config.flip_confidence).all(0)
 
     unanimous = rejected_by_every_member(scores.member_p) & rejected_by_every_member(scores.image_member_p)
     unanimous &= scores.noise_score >= config.flip_confidence
-    twin_against = np.where(label > 0, 1 - scores.text_only_p_a_better, scores.text_only_p_a_better) > 0.5
+    twin_against = probability_against(scores.text_only_p_a_better, label) > 0.5
     flip = decisive & ~human & unanimous & ~twin_against
     contradicted = decisive & ~flip & (np.nan_to_num(scores.noise_score) > config.noise_threshold)
     budget = int(config.reannotate_fraction * np.count_nonzero(~np.isnan(label)))

@@ -90,12 +90,12 @@ def scores_compute(
     labeled = ~np.isnan(label)
     target = np.where(labeled, label, np.where(p >= 0.5, 1.0, -1.0))
     decided = target != 0
-    contradiction = _against(p, target)
+    contradiction, text_contradiction = probability_against(p, target), probability_against(text_p, target)
     if image_logits is None:
-        evidence = np.clip(contradiction - _against(text_p, target), 0.0, 1.0)
+        evidence = np.clip(contradiction - text_contradiction, 0.0, 1.0)
     else:
-        evidence = _against(_sigmoid(_honest(image_logits, fold)), target)
-    follows_text = decided & (contradiction > 0.5) & (_against(text_p, target) > 0.5)
+        evidence = probability_against(_sigmoid(_honest(image_logits, fold)), target)
+    follows_text = decided & (contradiction > 0.5) & (text_contradiction > 0.5)
     verdict = np.where(follows_text, -target, target)
     shortcut = np.where(decided, np.where(verdict > 0, text_p, 1 - text_p), 1 - np.abs(2 * text_p - 1))
     weight = np.ones_like(p)
@@ -120,6 +120,7 @@ def scores_compute(
     )
 
 
-def _against(p: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Return the probability given to the side `target` (+1 a, -1 b) did not choose; ties: how decided p is."""
+def probability_against(p: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Return the probability P(a better) = `p` gives the side `target` (+1 a, -1 b) did not choose; for a tie
+    (0) or no target, how decided p is. One rule for scoring, EGT curation and the DT2IT round."""
     return np.where(target > 0, 1 - p, np.where(target < 0, p, np.abs(2 * p - 1)))

@@ -32,6 +32,7 @@ from rewardlab.losses import (
     weighted_mean,
 )
 from rewardlab.model import RewardHeads, heads_build
+from rewardlab.scoring import probability_against
 
 PREDICT_BATCH = 4096
 DOWNWEIGHT = 0.1  # what a curated sample still weighs under curation_mode="downweight"
@@ -222,12 +223,11 @@ def entropy_curation(
     """
     p = torch.sigmoid(torch.from_numpy(logits_oof))
     entropy = binary_entropy(p).numpy()
-    against = np.where(samples.sign > 0, 1 - p.numpy(), p.numpy())
+    against = probability_against(p.numpy(), samples.sign)
     contradicted = (samples.sign != 0) & (against > 0.5)
     groups = [np.ones(len(samples), bool)]
     if text_logits_oof is not None:
-        text_p = 1 / (1 + np.exp(-text_logits_oof))
-        text_against = np.where(samples.sign > 0, 1 - text_p, text_p)
+        text_against = probability_against(torch.sigmoid(torch.from_numpy(text_logits_oof)).numpy(), samples.sign)
         text_wrong = (samples.sign != 0) & (text_against > 0.5)
         contradicted &= ~text_wrong | (against > text_against)
         groups = [~text_wrong, text_wrong]
