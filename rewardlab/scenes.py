@@ -17,7 +17,6 @@ Three random streams (content, style, labels) keep the scenes fixed while `style
 
 from __future__ import annotations
 
-import argparse
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -72,6 +71,7 @@ from rewardlab.synthetic import (
     Question,
     Streams,
     label_entry,
+    package_parser,
     png_bytes,
     write_items,
 )
@@ -605,19 +605,11 @@ def _variant_names(names: Sequence[str]) -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: python -m rewardlab.scenes --items 200 --variants held-out --out eval.zip."""
-    parser = argparse.ArgumentParser(prog="python -m rewardlab.scenes", description=CLI_DESCRIPTION)
-    parser.add_argument("--items", type=int, default=200, help="number of items")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True, help="the .zip to write")
+    parser = package_parser("python -m rewardlab.scenes", CLI_DESCRIPTION, QTYPES)
     choices = f"train, held-out or any of {', '.join(VARIANTS)}"
     parser.add_argument("--variants", nargs="+", default=["train"], help=choices)
-    parser.add_argument("--qtypes", nargs="+", default=list(QTYPES), help=f"any of {', '.join(QTYPES)}")
     parser.add_argument("--style-p", type=float, help="P(the faithful answer carries the style marker)")
-    parser.add_argument("--prior-noise", type=float, help="write `prior` labels, this share flipped")
-    parser.add_argument("--gold-share", type=float, default=0.0, help="share of items with a gold pair")
     parser.add_argument("--max-overlap", type=float, default=DEFAULT_MAX_OVERLAP, help="most of a shape covered")
-    parser.add_argument("--no-facts", action="store_true", help="leave out `facts`")
-    parser.add_argument("--id-prefix", default="scene", help="external_id prefix, to add a second batch")
     args = parser.parse_args(argv)
     try:
         config = FamilyConfig(

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -395,19 +395,25 @@ def write_items(items: Iterable[tuple[dict[str, Any], bytes]], path: str | Path)
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: python -m rewardlab.synthetic --items 200 --seed 0 --out demo.zip."""
-    parser = argparse.ArgumentParser(prog="python -m rewardlab.synthetic", description=CLI_DESCRIPTION)
+def package_parser(prog: str, description: str, qtypes: Sequence[str]) -> argparse.ArgumentParser:
+    """Return a parser with the options every package generator takes (this one and `rewardlab.scenes`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--items", type=int, default=200, help="number of items")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="the .zip to write")
-    parser.add_argument("--image-size", type=int, default=96, help="pixels per side")
-    parser.add_argument("--qtypes", nargs="+", default=list(QTYPES), help=f"any of {', '.join(QTYPES)}")
+    parser.add_argument("--qtypes", nargs="+", default=list(qtypes), help=f"any of {', '.join(qtypes)}")
     parser.add_argument("--no-facts", action="store_true", help="leave out `facts`")
     parser.add_argument("--prior-noise", type=float, help="write `prior` labels, this share flipped")
-    parser.add_argument("--verbose-p", type=float, help="P(the faithful answer is the verbose one)")
     parser.add_argument("--gold-share", type=float, default=0.0, help="share of items with a gold pair")
     parser.add_argument("--id-prefix", default="scene", help="external_id prefix, to add a second batch to a campaign")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: python -m rewardlab.synthetic --items 200 --seed 0 --out demo.zip."""
+    parser = package_parser("python -m rewardlab.synthetic", CLI_DESCRIPTION, QTYPES)
+    parser.add_argument("--image-size", type=int, default=96, help="pixels per side")
+    parser.add_argument("--verbose-p", type=float, help="P(the faithful answer is the verbose one)")
     args = parser.parse_args(argv)
     try:
         config = SyntheticConfig(
