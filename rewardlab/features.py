@@ -61,8 +61,9 @@ class Features:
         batch = {f"{name}_emb": put(self.text_emb[index]) for name, index in rows.items()}
         batch |= {f"{name}_bow": put(self.text_bow[index]) for name, index in rows.items() if name != "facts"}
         batch["tokens"] = put(self.image_tokens[self.image[pairs]])
-        if self.image_b is not None:
-            batch["tokens_b"] = put(self.image_tokens[self.image_b[pairs]])
+        if self.image_b is not None:  # only the rows whose side b has an image of its own: few of a batch
+            rows_b = np.flatnonzero(self.image_b[pairs] != self.image[pairs])
+            batch["rows_b"], batch["tokens_b"] = put(rows_b), put(self.image_tokens[self.image_b[pairs[rows_b]]])
         batch["support_a"], batch["support_b"] = put(self.support_a[pairs]), put(self.support_b[pairs])
         return batch
 

@@ -140,18 +140,15 @@ class RewardHeads(nn.Module):
         return F.gelu(self.facts.shared(torch.cat([batch[f"support_{side}"], similarity], dim=-1)))
 
     def _image_rewards(self, batch: dict[str, torch.Tensor], claims: torch.Tensor) -> torch.Tensor:
-        """Return r_image [K, 2, B]; a batch with `tokens_b` shows side b its own image (contrast pairs)."""
-        sides = [batch["tokens"], batch.get("tokens_b", batch["tokens"])]
-        if sides[1] is sides[0]:
-            looks = self._look(claims, F.gelu(self.token.shared(sides[0])), sides[0][..., 0])
-        else:
-            looks = torch.cat(
-                [
-                    self._look(claims[:, index : index + 1], F.gelu(self.token.shared(tokens)), tokens[..., 0])
-                    for index, tokens in enumerate(sides)
-                ],
-                dim=1,
-            )
+        """Return r_image [K, 2, B]. Both sides look at the pair's image; where the batch names `rows_b`
+        (contrast pairs), side b looks again at its own image `tokens_b`, and only those rows do: the
+        image's projections cost more than the claims', so the label rows are not encoded twice."""
+        tokens = batch["tokens"]
+        looks = self._look(claims, F.gelu(self.token.shared(tokens)), tokens[..., 0])
+        if "rows_b" in batch and len(batch["rows_b"]):
+            rows, other = batch["rows_b"], batch["tokens_b"]
+            seen = self._look(claims[:, 1:, rows], F.gelu(self.token.shared(other)), other[..., 0])
+            looks = torch.stack([looks[:, 0], looks[:, 1].index_copy(1, rows, seen[:, 0])], dim=1)
         facts = torch.stack([self._facts(batch, side) for side in ("a", "b")], dim=1)
         joined = torch.cat([looks, facts], dim=-1)
         return self.image_out(F.gelu(self.image_hidden(joined)))[..., 0]

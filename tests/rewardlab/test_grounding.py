@@ -4,6 +4,8 @@ that keeps the pairs the twin gets wrong."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -77,6 +79,21 @@ def test_a_contrast_pair_moves_only_the_image_reward():
     assert not torch.allclose(image[:, 0], image[:, 1])  # the images differ, so the image reward does
     total, image_logits = predict_parts(heads, extended, image_pairs)
     assert np.allclose(total, image_logits, atol=1e-5)
+
+
+def test_side_b_of_a_contrast_pair_sees_its_own_image_and_the_label_rows_their_one_image():
+    features = shared_prompt_features()
+    extended, joined, _ = contrast_add(
+        features, labels([A_BETTER] * PAIRS), np.zeros(PAIRS, np.int64), per_label=2, weight=1.0, seed=0
+    )
+    rows = np.concatenate([np.arange(PAIRS), joined.pair[PAIRS:]])  # labels and contrast pairs in one batch
+    heads = heads_build(run_config(), DIMS, multimodal=True)
+    _, mixed = heads.parts(extended.batch(rows))
+    shown_b = replace(extended, image=extended.side_b_images, image_b=None)  # every pair on side b's image
+    _, alone_a = heads.parts(replace(extended, image_b=None).batch(rows))
+    _, alone_b = heads.parts(shown_b.batch(rows))
+    assert torch.allclose(mixed[:, 0], alone_a[:, 0], atol=1e-5)
+    assert torch.allclose(mixed[:, 1], alone_b[:, 1], atol=1e-5)
 
 
 def test_the_twin_has_no_image_part():
