@@ -11,7 +11,9 @@ the same answer under another item's image is the rejected side.
 Which other image: one whose item asks the same prompt where there is one (a hard negative: "two red
 circles" under another scene asked how many red circles there are), else any other image. Such a pair is
 sometimes wrong (the other scene may also have two red circles, and a negative claim, "no blue square",
-is often true of other scenes too), which is why it weighs less than a label (`TrainConfig.contrast_weight`).
+is often true of other scenes too), which is why its weight is a setting (`TrainConfig.contrast_weight`).
+Even so, many of them at a label's weight ground the model better than few at half of it: they are the
+only samples style cannot answer (the measurements are at `TrainConfig.contrast_per_label`).
 """
 
 from __future__ import annotations
