@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from statistics import median
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -40,7 +39,7 @@ def pair_list(
     gold: bool | None = None,
     min_entropy: float | None = None,
 ) -> QuerySet[Pair]:
-    """Return the campaign's pairs with what the pair representation needs: labels and active scores prefetched.
+    """Return the campaign's pairs with what the pair representation needs: the active scores prefetched.
 
     `surfaced` is a reason (`uncertain`, `shortcut`, `suspected_noise`, `disagreement`) or `any`;
     `min_entropy` keeps pairs the active model scored at least that uncertain.
@@ -49,10 +48,7 @@ def pair_list(
     qs = (
         Pair.objects.filter(campaign=campaign)
         .select_related("item__image", "a", "b")
-        .prefetch_related(
-            Prefetch("annotations", queryset=Annotation.objects.only("pair_id", "more_hallucinated", "strength")),
-            Prefetch("scores", queryset=active_scores, to_attr="active_scores"),
-        )
+        .prefetch_related(Prefetch("scores", queryset=active_scores, to_attr="active_scores"))
     )
     if status:
         qs = qs.filter(status=status)
@@ -118,26 +114,6 @@ def learning_curve(campaign: Campaign) -> list[CurvePoint]:
             )
         )
     return points
-
-
-def majority_consensus(labels: Iterable[Annotation]) -> dict | None:
-    """Return the majority choice, the median strength of those who chose it and the share who agree.
-
-    This is the plain-majority consensus used while labels are few; ties give no consensus.
-    """
-    labels = list(labels)
-    if not labels:
-        return None
-    counts = Counter(label.more_hallucinated for label in labels).most_common()
-    if len(counts) > 1 and counts[0][1] == counts[1][1]:
-        return {"more_hallucinated": None, "strength": None, "agreement": counts[0][1] / len(labels)}
-    choice, votes = counts[0]
-    strengths = [label.strength for label in labels if label.more_hallucinated == choice and label.strength]
-    return {
-        "more_hallucinated": choice,
-        "strength": int(median(strengths)) if choice in PREFERENCE and strengths else None,
-        "agreement": votes / len(labels),
-    }
 
 
 def annotation_list(*, campaign: Campaign) -> QuerySet[Annotation]:
@@ -295,11 +271,12 @@ def model_run_live(campaign: Campaign) -> ModelRun | None:
 def surfaced_pairs(*, campaign: Campaign, reason: str = "") -> QuerySet[Pair]:
     """Return the pairs the model surfaced (for one reason, or any), most urgent first, with prior labels.
 
-    Built on `pair_list`, so labels and the active model's scores come prefetched: a page of rows costs a
-    fixed number of queries whatever its length.
+    Built on `pair_list`, with the human votes prefetched too: a page of rows costs a fixed number of
+    queries whatever its length.
     """
     return (
         pair_list(campaign=campaign, surfaced=reason or ANY_REASON)
+        .prefetch_related(Prefetch("annotations", queryset=Annotation.objects.only("pair_id", "more_hallucinated")))
         .prefetch_related("prior_labels")
         .order_by("-priority", "id")
     )
@@ -312,13 +289,13 @@ class PairReview:
     pair: Pair
     score: PairScore | None
     votes: list[tuple[str, int]]  # (choice, how many humans said it is more hallucinated), in Choice order
-    consensus: dict | None
+    consensus: dict | None  # the stored one (`Pair.consensus`), with its method; None before a refresh
     priors: list[PriorLabel]
     model_more_hallucinated: str | None  # the side the model finds worse; None when it cannot tell
 
     @property
     def model_agrees(self) -> bool | None:
-        """Tell whether the model's side matches the human majority; None when either has no side."""
+        """Tell whether the model's side matches the humans' consensus; None when either has no side."""
         human = (self.consensus or {}).get("more_hallucinated")
         if human not in PREFERENCE or self.model_more_hallucinated is None:
             return None
@@ -336,15 +313,14 @@ def pair_reviews(pairs: Iterable[Pair]) -> list[PairReview]:
     """Return a review row per pair of `surfaced_pairs`, reading only what it prefetched."""
     rows = []
     for pair in pairs:
-        labels = list(pair.annotations.all())
-        counts = Counter(label.more_hallucinated for label in labels)
+        counts = Counter(label.more_hallucinated for label in pair.annotations.all())
         score = pair_active_score(pair)
         rows.append(
             PairReview(
                 pair=pair,
                 score=score,
                 votes=[(choice.value, counts[choice.value]) for choice in Choice],
-                consensus=majority_consensus(labels),
+                consensus=pair.consensus or None,
                 priors=list(pair.prior_labels.all()),
                 model_more_hallucinated=_model_side(score),
             )

@@ -9,6 +9,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from annotate.models import Annotation, Assignment
+from annotate.services.quality import consensus_refresh
 from tests.factories import make_pairs
 
 
@@ -127,13 +128,17 @@ def test_leads_see_pairs_with_counts_and_consensus(campaign, pairs, api_as):
         client = api_as(username)
         while (lease := client.get(f"/api/v1/campaigns/{campaign.pk}/next-pair/")).status_code == 200:
             _submit(client, lease.json()["assignment"])
-    body = api_as("lead").get(f"/api/v1/campaigns/{campaign.pk}/pairs/?ordering=-priority").json()
+    lead = api_as("lead")
+    assert lead.get(f"/api/v1/campaigns/{campaign.pk}/pairs/").json()["results"][0]["consensus"] is None
+    consensus_refresh(campaign=campaign)  # what that worker does
+    body = lead.get(f"/api/v1/campaigns/{campaign.pk}/pairs/?ordering=-priority").json()
     assert body["count"] == 3
     row = body["results"][0]
     assert row["labels"] == 2 and row["consensus"] == {
         "more_hallucinated": "b",
         "strength": 3,
         "agreement": 1.0,
+        "method": "majority",
     }
     assert row["a"]["id"] == "r0" and row["item"]["image_url"].startswith("/images/")
     gold = api_as("res").get(f"/api/v1/campaigns/{campaign.pk}/pairs/?is_gold=true").json()

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from unittest import mock
@@ -489,6 +490,52 @@ def test_a_snapshot_decides_pairs_block_by_block_exactly_as_the_campaigns_consen
     votes.index(made[-1].pk)
     with pytest.raises(ValueError, match="increasing pair id"):
         votes.index(made[0].pk)
+
+
+@pytest.mark.django_db
+def test_the_pair_api_serves_the_verdict_exports_use_where_dawid_skene_overrules_the_majority(
+    campaign, make_user, api_as
+):
+    """One careful annotator and two who guess (each right on half the pairs, wrong together on a quarter):
+    Dawid–Skene learns that only the careful one's word counts and sides with it, where a plain majority
+    would follow the two guessers."""
+    for username in ("c1", "c2", "c3"):
+        make_user(username)
+        membership_set(campaign=campaign, username=username, role="annotator")
+    image = textured_image(0)
+    made = [make_item(campaign, f"crowd-{i}", image, ("One.", "Two."))[0] for i in range(60)]
+    for i, pair in enumerate(made):
+        truth, wrong = "ab"[i % 2], "ba"[i % 2]
+        label(pair, "c1", truth, 3)
+        label(pair, "c2", wrong if i % 4 in (0, 1) else truth, 2)
+        label(pair, "c3", wrong if i % 4 in (0, 2) else truth, 2)
+    consensus_refresh(campaign=campaign)  # what the worker the labels asked for does
+
+    served = {row["id"]: row for row in api_pages(api_as("lead"), f"/api/v1/campaigns/{campaign.pk}/pairs/")}
+    exported = {row["external_id"]: row for row in rows_of(export(campaign, "reward"))}
+    overruled = 0
+    for pair in made:
+        consensus, row = served[pair.pk]["consensus"], exported[pair.item.external_id]
+        rejected = pair.a.external_id if consensus["more_hallucinated"] == "a" else pair.b.external_id
+        assert consensus["method"] == "dawid-skene" and row["label_source"] == "human"
+        assert (rejected, consensus["strength"], consensus["agreement"]) == (
+            row["rejected_id"], row["strength"], row["agreement"]
+        )  # fmt: skip
+        overruled += (
+            consensus["more_hallucinated"]
+            != Counter(a.more_hallucinated for a in pair.annotations.all()).most_common(1)[0][0]
+        )
+    assert overruled == 15  # the pairs the two guessers got wrong together
+
+
+def api_pages(client, url: str) -> list[dict]:
+    """Every row of a paginated API list."""
+    rows = []
+    while url:
+        body = client.get(url).json()
+        rows += body["results"]
+        url = body["next"]
+    return rows
 
 
 @pytest.mark.django_db

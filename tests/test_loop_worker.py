@@ -166,3 +166,22 @@ def test_labels_saved_while_the_broker_is_down_still_get_their_retrain(campaign,
     done = wait_for(lambda: _finished_run(campaign), timeout=RUN_TIMEOUT, what="the delayed retrain")
     assert done.pk == run.pk and done.status == "succeeded", done.error
     assert ModelRun.objects.filter(campaign=campaign).count() in {1, 2}  # the second label may ask for one more
+
+
+@pytest.mark.django_db(transaction=True)
+def test_labels_ask_a_worker_once_for_the_consensus_the_pair_api_then_serves(campaign, api_as, worker_process):
+    make_pairs(campaign, 4)
+    annotator = api_as("ann1")
+    first = _label(annotator, campaign, "a")
+    asked_at = Campaign.objects.get(pk=campaign.pk).consensus_requested_at
+    second = _label(annotator, campaign, "b")  # within the window: shares the first label's refresh
+    assert asked_at is not None and Campaign.objects.get(pk=campaign.pk).consensus_requested_at == asked_at
+
+    def refreshed() -> dict | None:
+        pairs = api_as("lead").get(f"/api/v1/campaigns/{campaign.pk}/pairs/").json()["results"]
+        served = {row["id"]: row["consensus"] for row in pairs if row["id"] in (first, second)}
+        return served if all(served.values()) else None
+
+    served = wait_for(refreshed, timeout=30, what="the consensus refresh the labels asked for")
+    assert served[first] == {"more_hallucinated": "a", "strength": 3, "agreement": 1.0, "method": "majority"}
+    assert served[second]["more_hallucinated"] == "b"

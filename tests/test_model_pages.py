@@ -19,6 +19,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 
 from annotate import clock
 from annotate.models import Annotation, Assignment, ModelRun, Pair, PairScore, PriorLabel, Worker
+from annotate.services.quality import consensus_refresh
 from annotate.views import plots
 from annotate.views.surfaced import PER_PAGE
 from tests import factories
@@ -445,6 +446,7 @@ def surfaced_campaign(campaign):
     label(pairs[0], "ann2", "a", 2)
     label(pairs[0], "res", "b", 1)
     PriorLabel.objects.create(pair=pairs[0], more_hallucinated="b", strength=3, source="rlaif-v")
+    consensus_refresh(campaign=campaign)  # what the worker does once the labels are in
     return campaign, pairs
 
 
@@ -473,7 +475,7 @@ def test_surfaced_pairs_show_model_scores_beside_human_labels(as_user, surfaced_
         '<li class="vote" data-choice="b"><span class="vote__label">B</span> <span class="vote__n">1</span></li>' in row
     )
     assert '<li class="vote vote--zero" data-choice="neither">' in row
-    assert "Majority: <strong>A</strong> more hallucinated (2) · 67% agree" in row
+    assert "Consensus: <strong>A</strong> more hallucinated (2) · 67% agree" in row
     assert "model disagrees" in row
     assert '<span class="label-count">3/2</span>' in row
     assert 'Prior: <strong>B</strong> (3) <span class="muted">· rlaif-v</span>' in row

@@ -10,7 +10,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import Campaign, ImportJob, Membership, ModelRun, Pair, PairScore
-from annotate.selectors import majority_consensus, pair_active_score
+from annotate.quality.consensus import CONSENSUS_METHODS
+from annotate.selectors import pair_active_score
 from annotate.views.images import image_url
 
 
@@ -55,9 +56,12 @@ class AnnotatorItemOutput(ItemOutput):
 
 
 class ConsensusOutput(serializers.Serializer):
+    """A pair's stored consensus (`Pair.consensus`), the verdict exports use, and how it was reached."""
+
     more_hallucinated = serializers.CharField(allow_null=True)
     strength = serializers.IntegerField(allow_null=True)
     agreement = serializers.FloatField()
+    method = serializers.ChoiceField(choices=CONSENSUS_METHODS)
 
 
 class PairScoreOutput(serializers.ModelSerializer):
@@ -100,7 +104,7 @@ class PairOutput(serializers.Serializer):
 
     @extend_schema_field(ConsensusOutput(allow_null=True))
     def get_consensus(self, pair: Pair) -> dict | None:
-        return majority_consensus(pair.annotations.all())
+        return pair.consensus or None  # {} until a worker refreshed it after the first label
 
     @extend_schema_field(PairScoreOutput(allow_null=True))
     def get_score(self, pair: Pair) -> dict | None:

@@ -19,8 +19,12 @@ fitted on every label and decides each pair with two or more labels; a pair with
 Otherwise every pair takes the plain majority, and a tie gives no consensus.
 
 A consensus's `strength` is the median strength of the labels that chose its side (truncated to an
-integer, as `selectors.majority_consensus` does); `agreement` is the posterior probability of the
-consensus choice under Dawid–Skene, or the share of labels that chose it under majority.
+integer); `agreement` is the posterior probability of the consensus choice under Dawid–Skene, or the
+share of labels that chose it under majority.
+
+Stored on the pairs (`services.quality.consensus_refresh`), this is the one verdict of a pair: the pair
+API, the review page, priorities' "disagreement" and exports all read it. The reward model's training
+target is another thing (`rewardlab.labels`): a trust-weighted vote over human and prior labels.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from annotate.quality.table import CHOICES, K, LabelTable
 
 METHOD_DAWID_SKENE = "dawid-skene"
 METHOD_MAJORITY = "majority"
+CONSENSUS_METHODS = (METHOD_MAJORITY, METHOD_DAWID_SKENE)
 NO_CHOICE = -1  # a pair without labels, or a tie
 
 DS_MIN_PAIRS = 20

@@ -14,7 +14,7 @@ from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
 from annotate.models import HALLUCINATION_TYPES, Annotation, Assignment, Campaign, Choice, Pair
 from annotate.services.assignments import live_lease_filter
 from annotate.services.model_runs import retrain_if_due
-from annotate.services.quality import gold_check
+from annotate.services.quality import consensus_request, gold_check
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label:
         assignment.finished_at = clock.now()
         assignment.save(update_fields=["status", "finished_at"])
         _count_label(pair)
+        transaction.on_commit(lambda: _consensus_request(pair.campaign_id))
         if _count_campaign_label(pair.campaign_id):
             transaction.on_commit(lambda: _retrain_if_due(pair.campaign_id))
         if pair.is_gold:
@@ -153,6 +154,14 @@ def _retrain_if_due(campaign_id: int) -> None:
         retrain_if_due(campaign_id=campaign_id)
     except Exception:
         logger.exception("Campaign %s: the retrain could not be asked for; the next label asks again.", campaign_id)
+
+
+def _consensus_request(campaign_id: int) -> None:
+    """Ask for the consensus refresh after the label is committed; a failure here never loses the saved label."""
+    try:
+        consensus_request(campaign_id=campaign_id)
+    except Exception:
+        logger.exception("Campaign %s: the consensus refresh could not be asked for; the next label asks.", campaign_id)
 
 
 def _gold_check(campaign: Campaign, annotator: AbstractBaseUser) -> None:

@@ -11,15 +11,13 @@ served before every other pair and asks for one label more than it has (up to ov
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 from django.db import connection
-from django.db.models import Count
 
 from annotate.bulk import staged_update
-from annotate.models import Annotation, Campaign, Pair, PairScore
+from annotate.models import Campaign, Pair, PairScore
 
 REASONS = ("uncertain", "shortcut", "suspected_noise", "disagreement")
 DEFAULT_WEIGHTS = {
@@ -31,7 +29,7 @@ DEFAULT_WEIGHTS = {
     "coverage": 0.5,
 }
 # uncertain: entropy (bits) at least; shortcut: text-only probability of the label at least; suspected_noise:
-# noise_score at least; disagreement: share agreeing with the majority at most; max_share: most pairs one
+# noise_score at least; disagreement: the stored consensus's agreement at most; max_share: most pairs one
 # reason may surface per round, as a share of the campaign's pairs (the highest-scoring ones are kept).
 DEFAULT_THRESHOLDS = {
     "uncertain": 0.9,
@@ -64,7 +62,7 @@ class Signals:
     shortcut: np.ndarray
     noise: np.ndarray  # NaN where the pair has no label
     labels: np.ndarray  # human labels
-    agreement: np.ndarray  # share of human labels agreeing with the most common choice (1 when < 2 labels)
+    agreement: np.ndarray  # of the stored consensus (`Pair.consensus`; 1 when < 2 labels or not computed yet)
     needed: np.ndarray
     gold: np.ndarray  # bool
 
@@ -127,20 +125,16 @@ def _signals(campaign: Campaign, pair_ids: list[int], rows: list[tuple]) -> Sign
         fields = ("pair_id", "entropy", "mutual_info", "shortcut_score", "noise_score")
         for pair_id, *values in PairScore.objects.filter(run_id=campaign.active_model_id).values_list(*fields):
             scores[pair_id] = tuple(np.nan if v is None else v for v in values)
-    votes: dict[int, list[int]] = defaultdict(list)
-    per_choice = Annotation.objects.filter(pair__campaign=campaign).values("pair_id", "more_hallucinated")
-    for pair_id, n in per_choice.annotate(n=Count("id")).values_list("pair_id", "n").order_by():
-        votes[pair_id].append(n)
     matrix = np.array([scores[pair_id] for pair_id in pair_ids], dtype=float).reshape(len(pair_ids), 4)
-    labels = np.array([sum(votes[p]) for p in pair_ids], dtype=float)
-    top = np.array([max(votes[p], default=0) for p in pair_ids], dtype=float)
+    labels = np.array([row[4] for row in rows], dtype=float)
+    agreement = np.array([1.0 if row[5] is None else row[5] for row in rows], dtype=float)
     return Signals(
         entropy=matrix[:, 0],
         mutual_info=matrix[:, 1],
         shortcut=matrix[:, 2],
         noise=matrix[:, 3],
         labels=labels,
-        agreement=np.where(labels >= 2, top / np.maximum(labels, 1), 1.0),
+        agreement=np.where(labels >= 2, agreement, 1.0),
         needed=np.array([row[1] for row in rows], dtype=int),
         gold=np.array([bool(row[2]) for row in rows], dtype=bool),
     )
@@ -154,7 +148,7 @@ def priorities_update(*, campaign: Campaign) -> dict[str, int]:
     rows = list(
         Pair.objects.filter(campaign=campaign)
         .order_by("id")
-        .values_list("id", "needed_labels", "gold_answer", "status")
+        .values_list("id", "needed_labels", "gold_answer", "status", "labels_count", "consensus__agreement")
     )
     pair_ids = [row[0] for row in rows]
     plan = priorities_compute(

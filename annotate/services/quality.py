@@ -8,15 +8,39 @@ compute the same numbers live (`annotate.stats`).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
+from django.db.models import Q
 
+from annotate import clock
 from annotate.bulk import staged_update
 from annotate.models import Campaign, Membership, Pair
 from annotate.quality.consensus import consensus
 from annotate.services.campaigns import membership_pause
+from annotate.services.model_runs import campaign_work_send
 from annotate.stats import NO_GOLD, GoldScore, gold_failing, gold_scores, label_table
+
+CONSENSUS_DELAY_SECONDS = 5
+
+
+def consensus_request(*, campaign_id: int) -> bool:
+    """Ask a worker to refresh the campaign's consensus, after a label changed; return whether this call sent it.
+
+    One request per CONSENSUS_DELAY_SECONDS at most, run that long after it is sent, so the labels of a
+    busy minute share a few campaign-wide fits instead of one each, and the stored consensus, which the
+    pair API, review pages, priorities and exports all read, trails the labels by about that long. The
+    claim is one conditional UPDATE, so concurrent labels send one request. With the broker down nothing
+    is lost: the next label past the window asks again, and every model run refreshes it first.
+    """
+    now = clock.now()
+    due = Q(consensus_requested_at__isnull=True) | Q(
+        consensus_requested_at__lte=now - timedelta(seconds=CONSENSUS_DELAY_SECONDS)
+    )
+    if not Campaign.objects.filter(due, pk=campaign_id).update(consensus_requested_at=now):
+        return False
+    return campaign_work_send("consensus_refresh", campaign_id=campaign_id, countdown=CONSENSUS_DELAY_SECONDS)
 
 
 def consensus_refresh(*, campaign: Campaign) -> int:
