@@ -11,19 +11,21 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from rewardlab import answers
+
 
 class Choice(models.TextChoices):
     """Which response is more hallucinated (API.md, "Labels")."""
 
-    A = "a", "A"
-    B = "b", "B"
-    BOTH = "both", "Both equally"
-    NEITHER = "neither", "Neither"
+    A = answers.A, "A"
+    B = answers.B, "B"
+    BOTH = answers.BOTH, "Both equally"
+    NEITHER = answers.NEITHER, "Neither"
 
 
 class Side(models.TextChoices):
-    A = "a", "A"
-    B = "b", "B"
+    A = answers.A, "A"
+    B = answers.B, "B"
 
 
 HALLUCINATION_TYPES = ("object", "attribute", "count", "relation", "text", "other")

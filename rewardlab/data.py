@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast
 
+from rewardlab.answers import ANSWERS, Answer
 from rewardlab.package.layouts import ItemSpecParser
-from rewardlab.package.lines import ANSWERS, PACKAGE, Answer, ItemSpec, LineError, label_strength, show_value
+from rewardlab.package.lines import PACKAGE, ItemSpec, LineError, label_strength, show_value
 from rewardlab.package.package import (
     ITEMS_NAME,
     MAX_LINE_BYTES,

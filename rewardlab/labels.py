@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rewardlab.answers import BOTH, NEITHER, A, B
 from rewardlab.config import TrainConfig
 from rewardlab.data import Dataset, Label
 
-SIGN = {"b": 1, "a": -1, "both": 0, "neither": 0}  # +1: a is better, i.e. b is the more hallucinated
+SIGN = {B: 1, A: -1, BOTH: 0, NEITHER: 0}  # +1: a is better, i.e. b is the more hallucinated
 SOURCES = {"prior": ("prior",), "human": ("human", "gold"), "all": ("prior", "human", "gold")}
 NO_FOLD = -1
 

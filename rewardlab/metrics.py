@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-LABELS = ("a", "b", "both", "neither")
-DECISIVE = ("a", "b")
+from rewardlab.answers import ANSWERS, SIDES
+
+LABELS = ANSWERS
+DECISIVE = SIDES
 UNKNOWN_GROUP = "unknown"
 N_BINS = 10
 HALF = 0.5  # confidences max(p, 1 − p) lie in [0.5, 1]

@@ -6,6 +6,7 @@ import krippendorff
 import numpy as np
 import pytest
 
+from annotate.models import Choice
 from annotate.quality import agreement, bias
 from annotate.quality.consensus import (
     DS_MIN_PAIRS,
@@ -16,6 +17,7 @@ from annotate.quality.consensus import (
     posterior,
 )
 from annotate.quality.table import CHOICES, LabelTable
+from rewardlab.answers import ANSWERS
 
 
 def table_of(labels: list[tuple[int, int, str, int | None]]) -> LabelTable:
@@ -274,3 +276,7 @@ def test_alpha_over_many_pairs_is_estimated_on_a_bounded_sample(monkeypatch):
     sampled = agreement.campaign_alpha(table, level="nominal", scale=4)
     assert sampled.pairs == full.pairs == n
     assert sampled.value != full.value and abs(sampled.value - full.value) < 0.05
+
+
+def test_the_web_app_and_rewardlab_share_one_vocabulary_of_answers():
+    assert tuple(Choice.values) == ANSWERS == CHOICES

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rewardlab.answers import ANSWERS
+
 # The four answers to "which is more hallucinated?", in the order every array here indexes them.
-CHOICES = ("a", "b", "both", "neither")
+CHOICES = ANSWERS
 A, B, BOTH, NEITHER = range(len(CHOICES))
 K = len(CHOICES)
 CODE = {choice: index for index, choice in enumerate(CHOICES)}

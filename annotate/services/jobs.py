@@ -38,7 +38,7 @@ def task_send(task: Task, *args: object, queue: str, what: str, countdown: float
     """Send a task, to run `countdown` seconds from now; return False, logged, when the broker is unreachable
     (the caller's row stays queued)."""
     try:
-        task.apply_async(args, queue=queue, countdown=countdown or None)
+        task.apply_async(args, queue=queue, **({"countdown": countdown} if countdown else {}))
     except OperationalError:
         logger.exception("%s was not sent: the broker is unreachable.", what)
         return False

@@ -12,10 +12,10 @@ import itertools
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, Literal, TypeVar, cast
 
-Answer = Literal["a", "b", "both", "neither"]  # which response is MORE hallucinated, canonical a/b
-ANSWERS: tuple[Answer, ...] = get_args(Answer)
+from rewardlab.answers import TIES, Answer
+
 T = TypeVar("T")
 
 REQUIRED_FIELDS = ("external_id", "image", "prompt", "responses")
@@ -24,7 +24,7 @@ RESPONSE_FIELDS = ("id", "text", "model")
 LABEL_REQUIRED = ("pair", "more_hallucinated")
 LABEL_FIELDS = {"prior": (*LABEL_REQUIRED, "strength", "source"), "gold": LABEL_REQUIRED}
 # Answers written literally instead of as a response id, so no response may be named like them.
-LITERAL_ANSWERS: tuple[Answer, ...] = ("both", "neither")
+LITERAL_ANSWERS = TIES
 # Column sizes of annotate.models, checked here so a long value is a line error, not a database error.
 MAX_ID_LENGTH = 200
 MAX_MODEL_LENGTH = 200
