@@ -24,7 +24,8 @@ from rewardlab.artifacts import Artifact, ArtifactError
 from rewardlab.config import CURATIONS, LABEL_SETS, WEIGHTINGS, EncoderConfig, ModelConfig, RunConfig, TrainConfig
 from rewardlab.data import DataError, Dataset, load_dataset
 from rewardlab.labels import current_labels
-from rewardlab.pipeline import RewardModel, metrics_compute, model_load, model_score_pairs, model_train
+from rewardlab.metrics import metrics_compute
+from rewardlab.pipeline import RewardModel, model_load, model_score_pairs, model_train
 from rewardlab.scoring import Scores
 
 DEFAULT_CACHE = Path.home() / ".cache" / "rewardlab"

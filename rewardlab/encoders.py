@@ -44,7 +44,7 @@ class Encoder(Protocol):
     def encode(self, contents: list[bytes]) -> np.ndarray: ...
 
 
-def _fingerprint(directory: Path) -> str:
+def fingerprint(directory: Path) -> str:
     """Identify a local model by its config and weight files' names and sizes (hashing gigabytes is slow)."""
     digest = hashlib.sha256()
     for path in sorted(directory.iterdir()):
@@ -71,7 +71,7 @@ class SentenceTransformerText:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(directory), device=device, local_files_only=True)
-        self.name = f"text:st:{_fingerprint(directory)}"
+        self.name = f"text:st:{fingerprint(directory)}"
         self.shape = (self.model.get_embedding_dimension(),)
 
     def encode(self, contents: list[bytes]) -> np.ndarray:
@@ -90,7 +90,7 @@ class TransformersText:
         self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         self.model = AutoModel.from_pretrained(directory, local_files_only=True).to(device).eval()
         self.device = device
-        self.name = f"text:hf:{_fingerprint(directory)}"
+        self.name = f"text:hf:{fingerprint(directory)}"
         self.shape = (self.model.config.hidden_size,)
 
     @torch.no_grad()
@@ -125,7 +125,7 @@ class VisionTower:
         self.size = vision.image_size
         self.mean, self.std = _normalisation(directory, siglip)
         self.device = device
-        self.name = f"image:{config.model_type}:{_fingerprint(directory)}"
+        self.name = f"image:{config.model_type}:{fingerprint(directory)}"
         self.shape = (1 + VISION_GRID**2, 1 + vision.hidden_size)
 
     def _pixels(self, contents: list[bytes]) -> torch.Tensor:

@@ -91,3 +91,28 @@ def folds_of_items(dataset: Dataset, *, members: int, seed: int) -> np.ndarray:
     """Return each item's fold in 0..members-1, drawn from its external_id and the seed."""
     digests = (hashlib.sha256(f"{seed}:{item.external_id}".encode()).digest() for item in dataset.items)
     return np.array([int.from_bytes(digest[:8], "big") % members for digest in digests], dtype=np.int64)
+
+
+def item_hash(external_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(external_id.encode()).digest()[:8], "big", signed=True)
+
+
+def trained_item_folds(dataset: Dataset, samples: Samples, fold_of_item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sorted hashes of the items some label trained on, and their folds, as artifacts keep them.
+
+    Items are kept by a hash of their external_id, not by index, so a later dataset (new pairs imported
+    since) finds which of its pairs a member held out (`pair_folds`).
+    """
+    labeled_items = sorted({dataset.pairs[p].item for p in samples.pair.tolist()})
+    hashes = np.array([item_hash(dataset.items[i].external_id) for i in labeled_items], dtype=np.int64)
+    order = np.argsort(hashes)
+    return hashes[order], fold_of_item[labeled_items][order]
+
+
+def pair_folds(dataset: Dataset, item_hashes: np.ndarray, item_folds: np.ndarray) -> np.ndarray:
+    """Return per pair the fold of its item in training, or NO_FOLD for items the model never saw."""
+    hashes = np.array([item_hash(item.external_id) for item in dataset.items], dtype=np.int64)
+    at = np.clip(np.searchsorted(item_hashes, hashes), 0, max(len(item_hashes) - 1, 0))
+    seen = (item_hashes[at] == hashes) if len(item_hashes) else np.zeros(len(hashes), bool)
+    folds = np.where(seen, item_folds[at] if len(item_folds) else NO_FOLD, NO_FOLD)
+    return np.array([folds[pair.item] for pair in dataset.pairs], dtype=np.int64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -70,3 +71,9 @@ def mutual_information(member_p: torch.Tensor) -> torch.Tensor:
     not how ambiguous the pair is (Houlsby et al. 2011).
     """
     return (binary_entropy(member_p.mean(0)) - binary_entropy(member_p).mean(0)).clamp(min=0)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Return log(p / (1 − p)), the reward difference a probability P(a better) stands for (clipped, finite)."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p)).astype(np.float32)

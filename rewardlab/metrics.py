@@ -16,9 +16,12 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from rewardlab.answers import ANSWERS, SIDES
+from rewardlab.answers import ANSWERS, BOTH, SIDES, A, B
+from rewardlab.data import Dataset
+from rewardlab.scoring import Scores
 
 LABELS = ANSWERS
+ANSWER_OF_SIGN = {1.0: B, -1.0: A, 0.0: BOTH}  # sign of a current label (`rewardlab.labels`) → its answer
 DECISIVE = SIDES
 UNKNOWN_GROUP = "unknown"
 N_BINS = 10
@@ -179,3 +182,30 @@ def roc_auc(scores: np.ndarray | Sequence[float], positive: np.ndarray | Sequenc
         return float("nan")
     ranks = rankdata(scores)  # ties share their average rank
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _json_ready(value: Any) -> Any:
+    """Replace NaN by None, so metrics stay strict JSON for browsers."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def metrics_compute(dataset: Dataset, scores: Scores, label: np.ndarray) -> dict[str, Any]:
+    """Held-out metrics against the current labels, and against gold answers where there are any."""
+    labeled = np.flatnonzero(~np.isnan(label))
+    qtypes = [dataset.items[dataset.pairs[i].item].meta.get("qtype") for i in labeled]
+    choices = [ANSWER_OF_SIGN[float(label[i])] for i in labeled]
+    metrics = {
+        "labels": evaluate(
+            scores.p_a_better[labeled], choices, text_only_p=scores.text_only_p_a_better[labeled], groups=qtypes
+        )
+    }
+    gold = {label.pair: label.more_hallucinated for label in dataset.labels if label.source == "gold"}
+    if gold:
+        metrics["gold"] = evaluate(scores.p_a_better[list(gold)], list(gold.values()))
+    return _json_ready(metrics)

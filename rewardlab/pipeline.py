@@ -4,11 +4,14 @@ The CLI and the Celery workers call only these functions. A trained model is one
 (`rewardlab.artifacts`): the run's config, both ensembles' weights, which items each member held out,
 and the held-out metrics. An artifact whose config says `backend: "vlm"` holds a vision-language reward
 model (`rewardlab.vlm`); `model_train`, `model_load` and `model_score_pairs` serve both backends.
+
+This module only composes: the rules it uses live where they belong (folds in `rewardlab.labels`,
+held-out metrics in `rewardlab.metrics`, SFC and the loop in `rewardlab.train`), so the VLM backend
+reads them from there and never imports this module back (tests/rewardlab/test_imports.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,8 +26,8 @@ from rewardlab.cache import EmbeddingCache
 from rewardlab.config import RunConfig
 from rewardlab.data import Dataset
 from rewardlab.features import Encoders, Features, features_build
-from rewardlab.labels import NO_FOLD, Samples, current_labels, folds_of_items, samples_build
-from rewardlab.metrics import evaluate
+from rewardlab.labels import current_labels, folds_of_items, pair_folds, samples_build, trained_item_folds
+from rewardlab.metrics import metrics_compute
 from rewardlab.model import RewardHeads, heads_build
 from rewardlab.scoring import Scores, scores_compute
 from rewardlab.train import predict, predict_parts, train_run
@@ -34,7 +37,6 @@ from rewardlab.vlm.config import VLMRunConfig
 if TYPE_CHECKING:
     from rewardlab.vlm.reward_model import VLMRewardModel
 
-CHOICE_OF_SIGN = {1.0: "b", -1.0: "a", 0.0: "both"}  # sign of the current label → more_hallucinated
 ARTIFACT_FORMAT = 2  # 2: the multimodal heads split r_text + r_image (issue 14)
 
 
@@ -54,62 +56,10 @@ class RewardModel:
         return pair_folds(dataset, self.item_hashes, self.item_folds)
 
 
-def _item_hash(external_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(external_id.encode()).digest()[:8], "big", signed=True)
-
-
-def trained_item_folds(dataset: Dataset, samples: Samples, fold_of_item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the sorted hashes of the items some label trained on, and their folds, as artifacts keep them.
-
-    Items are kept by a hash of their external_id, not by index, so a later dataset (new pairs imported
-    since) finds which of its pairs a member held out (`pair_folds`).
-    """
-    labeled_items = sorted({dataset.pairs[p].item for p in samples.pair.tolist()})
-    hashes = np.array([_item_hash(dataset.items[i].external_id) for i in labeled_items], dtype=np.int64)
-    order = np.argsort(hashes)
-    return hashes[order], fold_of_item[labeled_items][order]
-
-
-def pair_folds(dataset: Dataset, item_hashes: np.ndarray, item_folds: np.ndarray) -> np.ndarray:
-    """Return per pair the fold of its item in training, or NO_FOLD for items the model never saw."""
-    hashes = np.array([_item_hash(item.external_id) for item in dataset.items], dtype=np.int64)
-    at = np.clip(np.searchsorted(item_hashes, hashes), 0, max(len(item_hashes) - 1, 0))
-    seen = (item_hashes[at] == hashes) if len(item_hashes) else np.zeros(len(hashes), bool)
-    folds = np.where(seen, item_folds[at] if len(item_folds) else NO_FOLD, NO_FOLD)
-    return np.array([folds[pair.item] for pair in dataset.pairs], dtype=np.int64)
-
-
 def features_for(dataset: Dataset, run: RunConfig, cache_dir: str | Path | None, *, progress: bool = True):
     """Encode `dataset` with the run's encoders through the on-disk cache."""
     with EmbeddingCache(cache_dir) as cache:
         return features_build(dataset, Encoders.load(run.encoders, run.train.device), cache, progress=progress)
-
-
-def _json_ready(value: Any) -> Any:
-    """Replace NaN by None, so metrics stay strict JSON for browsers."""
-    if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
-
-
-def metrics_compute(dataset: Dataset, scores: Scores, label: np.ndarray) -> dict[str, Any]:
-    """Held-out metrics against the current labels, and against gold answers where there are any."""
-    labeled = np.flatnonzero(~np.isnan(label))
-    qtypes = [dataset.items[dataset.pairs[i].item].meta.get("qtype") for i in labeled]
-    choices = [CHOICE_OF_SIGN[float(label[i])] for i in labeled]
-    metrics = {
-        "labels": evaluate(
-            scores.p_a_better[labeled], choices, text_only_p=scores.text_only_p_a_better[labeled], groups=qtypes
-        )
-    }
-    gold = {label.pair: label.more_hallucinated for label in dataset.labels if label.source == "gold"}
-    if gold:
-        metrics["gold"] = evaluate(scores.p_a_better[list(gold)], list(gold.values()))
-    return _json_ready(metrics)
 
 
 def model_train(

@@ -26,6 +26,7 @@ from rewardlab.features import Features
 from rewardlab.labels import Samples
 from rewardlab.losses import (
     binary_entropy,
+    logit,
     logit_losses,
     preference_losses,
     shortcut_failure_coefficient,
@@ -97,7 +98,7 @@ def sample_losses(logits: np.ndarray, samples: Samples) -> np.ndarray:
     return logit_losses(torch.from_numpy(logits), sign, margin).numpy()
 
 
-def _curriculum_share(epoch: int, config: TrainConfig) -> float:
+def curriculum_share(epoch: int, config: TrainConfig) -> float:
     """EGT curriculum: the easiest `curriculum_start` share first, growing linearly to all samples."""
     grown = min(1.0, epoch / max(config.curriculum_epochs, 1))
     return config.curriculum_start + (1 - config.curriculum_start) * grown
@@ -182,7 +183,7 @@ def fit(
     for epoch in bar:
         chosen = np.arange(len(samples))
         if curation is not None:
-            chosen = chosen[curation.order < _curriculum_share(epoch, config) * len(samples)]
+            chosen = chosen[curation.order < curriculum_share(epoch, config) * len(samples)]
         chosen = chosen[torch.randperm(len(chosen), generator=generator).numpy()][: config.epoch_samples]
         for start in range(0, len(chosen), config.batch_size):
             batch = chosen[start : start + config.batch_size]
@@ -339,26 +340,21 @@ def train_run(
     history = {"text_only": twin.history}
     text_logits = honest(twin.heads)
     text_loss = sample_losses(text_logits, samples)
-    reference = None if reference_p is None else _logit(reference_p)
+    reference = None if reference_p is None else logit(reference_p)
     if reference is None and config.curation == "entropy":
-        probe = multimodal("multimodal probe", _sfc_weights(None, text_loss, samples, config))
+        probe = multimodal("multimodal probe", sfc_weights(None, text_loss, samples, config))
         history["probe"] = probe.history
         reference = honest(probe.heads)
     curation = None
     if config.curation == "entropy":
         curation = entropy_curation(reference, samples, config, text_logits_oof=text_logits)
-    final = multimodal("multimodal", _sfc_weights(reference, text_loss, samples, config), curation)
+    final = multimodal("multimodal", sfc_weights(reference, text_loss, samples, config), curation)
     history["multimodal"] = final.history
     curated = 0 if curation is None else curation.curated
     return Trained(final.heads, twin.heads, history, curated=curated, contrast_pairs=added)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p)).astype(np.float32)
-
-
-def _sfc_weights(reference: np.ndarray | None, text_loss: np.ndarray, samples: Samples, config: TrainConfig):
+def sfc_weights(reference: np.ndarray | None, text_loss: np.ndarray, samples: Samples, config: TrainConfig):
     """Return per-sample SFC = L_t / (L + L_t) with both losses honest, or None without SFC weighting.
 
     L comes from out-of-fold multimodal logits (`reference`), or, before any multimodal model exists, is

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rewardlab.encoders import _fingerprint
+from rewardlab.encoders import fingerprint
 from rewardlab.vlm.config import VLMConfig
 
 CUDA_DTYPE = torch.bfloat16  # what "auto" picks on a GPU: the range of float32 at half the memory
@@ -39,7 +39,7 @@ def model_dir(config: VLMConfig) -> Path:
 
 def model_fingerprint(config: VLMConfig) -> str:
     """Identify the base model by its files, so an artifact never loads over other weights."""
-    return _fingerprint(model_dir(config))
+    return fingerprint(model_dir(config))
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:

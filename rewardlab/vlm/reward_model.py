@@ -18,8 +18,7 @@ import torch
 
 from rewardlab.artifacts import Artifact, ArtifactError, artifact_write
 from rewardlab.data import Dataset
-from rewardlab.labels import current_labels
-from rewardlab.pipeline import pair_folds
+from rewardlab.labels import current_labels, pair_folds
 from rewardlab.scoring import Scores, scores_compute
 from rewardlab.vlm.batches import Collator, length_batches, prefetched
 from rewardlab.vlm.config import BACKEND, VLMRunConfig

@@ -14,7 +14,7 @@
    curriculum (`rewardlab.train.entropy_curation`). Those predictions are the previous model's
    (`reference_p`, which the loop passes). The default model trains a probe ensemble when there is none;
    for a VLM that would double the first run, so the first run trains without curation, and SFC takes the
-   uninformed multimodal loss log 2 as `rewardlab.train._sfc_weights` does.
+   uninformed multimodal loss log 2 as `rewardlab.train.sfc_weights` does.
 3. the multimodal members, K folds, each sample weighted by its trust, SFC and curation, fed by the
    curriculum, in batches of similar length; then every pair is scored (`reward_model.vlm_score`).
 
@@ -36,11 +36,11 @@ import torch
 from tqdm.auto import tqdm
 
 from rewardlab.data import Dataset
-from rewardlab.labels import Samples, current_labels, folds_of_items, samples_build
-from rewardlab.losses import preference_losses, weighted_mean
-from rewardlab.pipeline import metrics_compute, trained_item_folds
+from rewardlab.labels import Samples, current_labels, folds_of_items, samples_build, trained_item_folds
+from rewardlab.losses import logit, preference_losses, weighted_mean
+from rewardlab.metrics import metrics_compute
 from rewardlab.scoring import Scores
-from rewardlab.train import Curation, _curriculum_share, _logit, _sfc_weights, entropy_curation, sample_losses
+from rewardlab.train import Curation, curriculum_share, entropy_curation, sample_losses, sfc_weights
 from rewardlab.vlm.batches import Collator, length_batches, prefetched
 from rewardlab.vlm.config import BACKEND, VLMRunConfig
 from rewardlab.vlm.meter import Meter
@@ -207,7 +207,7 @@ class Fitting:
         chosen = np.flatnonzero(self.sample_fold != k)
         if curation is not None:
             chosen = chosen[curation.active[chosen]]
-            chosen = chosen[curation.order[chosen] < _curriculum_share(epoch, train) * len(self.samples)]
+            chosen = chosen[curation.order[chosen] < curriculum_share(epoch, train) * len(self.samples)]
         chosen = rng.permutation(chosen)[: train.epoch_samples]
         lengths = self.lengths[multimodal][self.samples.pair[chosen]]
         return length_batches(chosen, lengths, train.batch_size, rng=rng, window=self.run.vlm.bucket_window)
@@ -263,14 +263,14 @@ def vlm_train(
     fitting = Fitting(module, collator, samples, sample_fold, run, meter=meter, progress=progress, on_progress=training)
     twin = fitting.fit(multimodal=False, epochs=run.vlm.text_only_epochs, span=(0.0, TWIN_SHARE))
     text_loss = sample_losses(twin.held_out, samples)
-    reference = None if reference_p is None else _logit(reference_p[samples.pair])
+    reference = None if reference_p is None else logit(reference_p[samples.pair])
     curation = None
     if reference is not None and config.curation == "entropy":
         curation = entropy_curation(reference, samples, config)
     final = fitting.fit(
         multimodal=True,
         epochs=config.max_epochs,
-        weight=_sfc_weights(reference, text_loss, samples, config),
+        weight=sfc_weights(reference, text_loss, samples, config),
         curation=curation,
         span=(TWIN_SHARE, 1 - TWIN_SHARE),
     )
