@@ -17,10 +17,9 @@ from django.urls import reverse
 from django.utils.html import escape
 from django_htmx.http import HTMX_STOP_POLLING
 
-from annotate import clock
+from annotate import charts, clock
 from annotate.models import Annotation, Assignment, ModelRun, Pair, PairScore, PriorLabel, Worker
 from annotate.services.quality import consensus_refresh
-from annotate.views import plots
 from annotate.views.surfaced import PER_PAGE
 from tests import factories
 
@@ -115,9 +114,9 @@ def surface(pair: Pair, reasons: list[str], priority: float) -> None:
 
 
 def test_scale_maps_a_domain_onto_svg_units():
-    assert plots.scale(0.5, (0.0, 1.0), (230.0, 12.0)) == 121.0
-    assert plots.scale(150, (100, 200), (44.0, 466.0)) == 255.0
-    assert plots.scale(7, (7, 7), (0.0, 10.0)) == 5.0, "a zero-width domain goes to the middle"
+    assert charts.scale(0.5, (0.0, 1.0), (230.0, 12.0)) == 121.0
+    assert charts.scale(150, (100, 200), (44.0, 466.0)) == 255.0
+    assert charts.scale(7, (7, 7), (0.0, 10.0)) == 5.0, "a zero-width domain goes to the middle"
 
 
 @pytest.mark.parametrize(
@@ -125,15 +124,15 @@ def test_scale_maps_a_domain_onto_svg_units():
     [(0, (0, 1)), (7, (0, 2, 4, 6, 8)), (200, (0, 50, 100, 150, 200)), (1234, (0, 500, 1000, 1500))],
 )
 def test_axis_ticks_are_whole_1_2_5_steps_covering_the_data(hi, ticks):
-    assert plots.axis_ticks(hi) == ticks
+    assert charts.axis_ticks(hi) == ticks
 
 
 def test_line_path_and_percent():
-    assert plots.line_path([(44.0, 121.0), (255.0, 66.5)]) == "M44 121 L255 66.5"
-    assert plots.line_path([]) == ""
-    assert plots.percent(0.8134) == "81.3%"
-    assert plots.percent(0.5, digits=0) == "50%"
-    assert plots.percent(None) == plots.percent(float("nan")) == "—"
+    assert charts.line_path([(44.0, 121.0), (255.0, 66.5)]) == "M44 121 L255 66.5"
+    assert charts.line_path([]) == ""
+    assert charts.percent(0.8134) == "81.3%"
+    assert charts.percent(0.5, digits=0) == "50%"
+    assert charts.percent(None) == charts.percent(float("nan")) == "—"
 
 
 class Point:
@@ -143,7 +142,7 @@ class Point:
 
 
 def test_learning_curve_chart_places_each_run_and_skips_missing_values():
-    chart = plots.learning_curve_chart([Point(1, 0, 0.5, 0.25), Point(2, 100, 0.75), Point(3, 200, None, 0.5)])
+    chart = charts.learning_curve_chart([Point(1, 0, 0.5, 0.25), Point(2, 100, 0.75), Point(3, 200, None, 0.5)])
     by_key = {series.key: series for series in chart.series}
 
     # Default box: x from 52 to 466, y from 230 (0%) up to 12 (100%); x ticks 0..200 by 50.
@@ -162,12 +161,12 @@ def test_learning_curve_chart_places_each_run_and_skips_missing_values():
 
 
 def test_learning_curve_chart_of_no_runs_is_empty():
-    chart = plots.learning_curve_chart([])
+    chart = charts.learning_curve_chart([])
     assert chart.is_empty and [tick.label for tick in chart.x_ticks] == ["0", "1"]
 
 
 def test_reliability_chart_draws_a_bar_per_nonempty_bin_and_the_diagonal():
-    chart = plots.reliability_chart(CALIBRATION)
+    chart = charts.reliability_chart(CALIBRATION)
     assert chart.diagonal == "M52 121 L466 12"
     (bar,) = chart.bars
     # The bin 0.5-0.75 spans x 52..259; 6% of its width is left empty on each side.

@@ -16,13 +16,12 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotate import clock
+from annotate import charts, clock
 from annotate.models import Annotation, Assignment, Campaign, Membership, ModelRun, Pair
 from annotate.selectors import pseudonym
 from annotate.services.campaigns import membership_resume
 from annotate.services.quality import consensus_refresh, gold_check
 from annotate.stats import campaign_stats
-from annotate.views import plots
 from tests.factories import make_pairs
 from workers import tasks
 
@@ -396,17 +395,17 @@ def test_dashboard_and_stats_cost_a_fixed_number_of_queries(campaign, as_user, a
 
 
 def test_category_bars_grow_from_the_axis_with_flags_and_reference_lines():
-    chart = plots.category_bars_chart(
+    chart = charts.category_bars_chart(
         key="position",
         title="Position bias",
         description="",
         x_label="Left answer flagged",
-        rows=[plots.CategoryValue("ann1", 0.5, "half"), plots.CategoryValue("a" * 30, 1.0, "all", flagged=True),
-              plots.CategoryValue("nobody", None, "")],
-        references=[plots.Reference(0.5, "chance", "50%")],
+        rows=[charts.CategoryValue("ann1", 0.5, "half"), charts.CategoryValue("a" * 30, 1.0, "all", flagged=True),
+              charts.CategoryValue("nobody", None, "")],
+        references=[charts.Reference(0.5, "chance", "50%")],
     )  # fmt: skip
     box = chart.box
-    assert box.height == box.top + box.bottom + 3 * plots.CATEGORY_ROW
+    assert box.height == box.top + box.bottom + 3 * charts.CATEGORY_ROW
     half, full = chart.bars
     assert half.x == full.x == box.x0
     assert half.width == pytest.approx((box.x1 - box.x0) / 2, abs=0.1) and full.width == box.x1 - box.x0
@@ -421,7 +420,7 @@ def test_labels_over_time_draws_a_bar_per_day_and_the_running_total():
         type("Day", (), {"date": datetime(2026, 11, d).date(), "labels": n, "cumulative": c})
         for d, n, c in ((2, 5, 5), (3, 0, 5), (4, 4, 9))
     ]
-    chart = plots.labels_over_time_chart(days)
+    chart = charts.labels_over_time_chart(days)
     assert [bar.height for bar in chart.bars][1] == 0
     assert [tick.label for tick in chart.y_ticks][-1] == "10"  # the axis runs to a round number above 9
     line = chart.series[0]

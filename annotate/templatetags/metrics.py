@@ -6,8 +6,8 @@ import math
 
 from django import template
 
-from annotate.views.plots import MISSING
-from annotate.views.plots import percent as _percent
+from annotate.charts import MISSING
+from annotate.charts import percent as _percent
 
 register = template.Library()
 

@@ -1,7 +1,7 @@
 """The quality dashboard for leads and researchers: progress, agreement, annotators, biases, model rounds.
 
 One page drawn from `stats.campaign_stats`, the same numbers `GET /api/v1/campaigns/{id}/stats/` returns,
-with inline SVG charts from `plots` (issue 5, item 6). Leads see annotators by username, since they are
+with inline SVG charts from `annotate.charts` (issue 5, item 6). Leads see annotators by username, since they are
 the ones who talk to them (and resume a paused one); researchers see the pseudonymous ids of the API.
 Annotators never reach this page.
 """
@@ -12,10 +12,9 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_safe
 
-from annotate import access
+from annotate import access, charts
 from annotate.quality.bias import FLAG_MIN_EFFECT, FLAG_P_VALUE, NULL_SHARE, ShareTest, Timing
 from annotate.stats import CampaignStats, campaign_stats
-from annotate.views import plots
 from annotate.views.auth import login_required
 from annotate.views.errors import renders_errors
 
@@ -28,7 +27,7 @@ def _share_title(name: str, test: ShareTest, what: str) -> str:
         return f"{name}: no labels that pick a side"
     verdict = ", flagged" if test.flagged else ""
     return (
-        f"{name}: {what} in {test.k} of {test.n} labels ({plots.percent(test.share)}), p = {test.p_value:.2g}{verdict}"
+        f"{name}: {what} in {test.k} of {test.n} labels ({charts.percent(test.share)}), p = {test.p_value:.2g}{verdict}"
     )
 
 
@@ -40,39 +39,41 @@ def _time_title(name: str, time: Timing) -> str:
 
 
 def _bias_chart(
-    key: str, title: str, x_label: str, names: list[str], tests: list[ShareTest], references: list[plots.Reference]
-) -> plots.Chart:
+    key: str, title: str, x_label: str, names: list[str], tests: list[ShareTest], references: list[charts.Reference]
+) -> charts.Chart:
     """Draw one bias share per annotator, flagged ones marked, with reference lines."""
-    return plots.category_bars_chart(
+    return charts.category_bars_chart(
         key=key,
         title=title,
         description=f"{x_label}: the share per annotator, among labels that pick a side.",
         x_label=x_label,
         rows=[
-            plots.CategoryValue(name, test.share, _share_title(name, test, x_label.lower()), test.flagged)
+            charts.CategoryValue(name, test.share, _share_title(name, test, x_label.lower()), test.flagged)
             for name, test in zip(names, tests, strict=True)
         ],
         references=references,
     )
 
 
-def _charts(stats: CampaignStats, names: list[str]) -> dict[str, plots.Chart]:
+def _charts(stats: CampaignStats, names: list[str]) -> dict[str, charts.Chart]:
     """Build the page's charts; an annotator without labels keeps a row but gets no bar."""
     rows = stats.annotators
-    chance = plots.Reference(NULL_SHARE, "chance", "50%: no preference")
+    chance = charts.Reference(NULL_SHARE, "chance", "50%: no preference")
     overall = stats.biases.length.share
     length_references = [chance]
     if overall is not None:
-        length_references.append(plots.Reference(overall, "overall", f"All annotators: {plots.percent(overall)}"))
+        length_references.append(charts.Reference(overall, "overall", f"All annotators: {charts.percent(overall)}"))
     return {
-        "progress": plots.labels_over_time_chart(stats.progress.days),
-        "agreement": plots.category_bars_chart(
+        "progress": charts.labels_over_time_chart(stats.progress.days),
+        "agreement": charts.category_bars_chart(
             key="agreement",
             title="Agreement with the consensus",
             description="Per annotator, the share of labels on pairs with two or more labels that match the consensus.",
             x_label="Labels matching the consensus",
             rows=[
-                plots.CategoryValue(name, row.agreement, f"{name}: {plots.percent(row.agreement)} of {row.agreement_n}")
+                charts.CategoryValue(
+                    name, row.agreement, f"{name}: {charts.percent(row.agreement)} of {row.agreement_n}"
+                )
                 for name, row in zip(names, rows, strict=True)
             ],
         ),
@@ -82,18 +83,18 @@ def _charts(stats: CampaignStats, names: list[str]) -> dict[str, plots.Chart]:
         "length": _bias_chart(
             "length", "Length bias", "Longer answer preferred", names, [row.length for row in rows], length_references
         ),
-        "time": plots.category_bars_chart(
+        "time": charts.category_bars_chart(
             key="time",
             title="Time per label",
             description="Per annotator, the median seconds spent on a label.",
             x_label="Median seconds per label",
             rows=[
-                plots.CategoryValue(name, row.time.median_s, _time_title(name, row.time))
+                charts.CategoryValue(name, row.time.median_s, _time_title(name, row.time))
                 for name, row in zip(names, rows, strict=True)
             ],
             share=False,
         ),
-        "rounds": plots.learning_curve_chart(stats.rounds),
+        "rounds": charts.learning_curve_chart(stats.rounds),
     }
 
 

@@ -15,11 +15,10 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_safe
 from django_htmx.http import reswap, retarget
 
-from annotate import access, selectors
+from annotate import access, charts, selectors
 from annotate.exceptions import ConflictError
 from annotate.models import Campaign, ModelRun
 from annotate.services.model_runs import model_run_request_by_lead, runs_reap_dead, workers_online
-from annotate.views import plots
 from annotate.views.auth import login_required
 from annotate.views.errors import renders_errors
 from annotate.views.polling import polled_fragment
@@ -41,8 +40,8 @@ def _page(request: HttpRequest, campaign: Campaign, *, conflict: str = "", statu
         "can_retrain": access.user_can(request.user, campaign, access.MANAGE),
         "card": card,
         "curve": curve,
-        "curve_chart": plots.learning_curve_chart(curve),
-        "calibration_chart": plots.reliability_chart(card.calibration) if card and card.calibration else None,
+        "curve_chart": charts.learning_curve_chart(curve),
+        "calibration_chart": charts.reliability_chart(card.calibration) if card and card.calibration else None,
         "live": selectors.model_run_live(campaign),
         "runs": list(selectors.model_runs_of(campaign)[:RECENT_RUNS]),
         "workers": workers_online(),
