@@ -245,24 +245,15 @@ def seed_level(
 
 def _bench_image():
     """Return the one image every bench item shows, stored once by SHA-256 as an import would."""
-    import hashlib
     import io
 
-    from django.core.files.base import ContentFile
     from PIL import Image as PILImage
 
-    from annotate.models import Image
+    from tests.factories import image_stored
 
     buffer = io.BytesIO()
     PILImage.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    sha = hashlib.sha256(data).hexdigest()
-    image = Image.objects.filter(sha256=sha).first()
-    if image is None:
-        image = Image(sha256=sha, width=64, height=48, format="PNG", size_bytes=len(data))
-        image.file.save(f"{sha[:2]}/{sha}.png", ContentFile(data), save=False)
-        image.save()
-    return image
+    return image_stored(buffer.getvalue())
 
 
 def _answer_text(rng: random.Random) -> str:

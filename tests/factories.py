@@ -28,16 +28,25 @@ def png_bytes(colour: tuple[int, int, int] = (200, 30, 30), size: int = 16) -> b
     return buffer.getvalue()
 
 
-def make_image(colour: tuple[int, int, int] = (200, 30, 30)) -> Image:
-    data = png_bytes(colour)
+def image_stored(data: bytes, *, save: bool = True) -> Image:
+    """Return the Image of PNG `data` as the import stores it (file named by SHA-256), reusing a stored one.
+
+    With `save=False` the file is written but the row is not, for a caller that bulk-creates rows.
+    """
     sha = hashlib.sha256(data).hexdigest()
-    existing = Image.objects.filter(sha256=sha).first()
-    if existing:
+    if save and (existing := Image.objects.filter(sha256=sha).first()):
         return existing
-    image = Image(sha256=sha, width=16, height=16, format="PNG", size_bytes=len(data))
+    with PILImage.open(io.BytesIO(data)) as picture:
+        width, height = picture.size
+    image = Image(sha256=sha, width=width, height=height, format="PNG", size_bytes=len(data))
     image.file.save(f"{sha[:2]}/{sha}.png", ContentFile(data), save=False)
-    image.save()
+    if save:
+        image.save()
     return image
+
+
+def make_image(colour: tuple[int, int, int] = (200, 30, 30)) -> Image:
+    return image_stored(png_bytes(colour))
 
 
 def make_pairs(

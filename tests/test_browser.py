@@ -5,21 +5,19 @@ The browser fixture and helpers are shared (tests/conftest.py, tests/browser.py)
 
 from __future__ import annotations
 
-import hashlib
 import io
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from annotate.models import Annotation, Image, Item, ModelRun, Pair, Response
+from annotate.models import Annotation, Item, ModelRun, Pair, Response
 from annotate.services.campaigns import campaign_update
 from annotate.services.imports import import_package
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.browser import ARTIFACTS, DESKTOP, PHONE, sign_in, watch_problems
 from tests.conftest import wait_for
+from tests.factories import image_stored
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -79,10 +77,7 @@ def scenes(campaign):
             "the image, then say how much better the other answer is.\nUse the facts as a hint, not as the truth."
         ),
     )
-    data = scene_png()
-    sha = hashlib.sha256(data).hexdigest()
-    name = default_storage.save(f"images/{sha}.png", ContentFile(data))
-    image = Image.objects.create(sha256=sha, file=name, width=640, height=420, format="PNG", size_bytes=len(data))
+    image = image_stored(scene_png())
     for index, (prompt, text_a, text_b, facts) in enumerate(SCENES):
         item = Item.objects.create(
             campaign=campaign, external_id=f"scene-{index:04d}", image=image, prompt=prompt, facts=facts

@@ -18,7 +18,6 @@ from unittest import mock
 import pytest
 from datasets import load_dataset
 from django.contrib.auth import get_user_model
-from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
@@ -47,6 +46,7 @@ from annotate.services.imports import import_job_run, import_package
 from annotate.services.quality import consensus_refresh
 from rewardlab import data as rl
 from tests.conftest import wait_for
+from tests.factories import image_stored
 from tests.test_loop_worker import broker_unreachable
 
 User = get_user_model()
@@ -73,12 +73,7 @@ def textured_image(seed: int) -> Image:
     )
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    data = buffer.getvalue()
-    sha = hashlib.sha256(data).hexdigest()
-    image = Image(sha256=sha, width=32, height=24, format="PNG", size_bytes=len(data))
-    image.file.save(f"{sha[:2]}/{sha}.png", ContentFile(data), save=False)
-    image.save()
-    return image
+    return image_stored(buffer.getvalue())
 
 
 def make_item(campaign: Campaign, external_id: str, image: Image, texts: tuple[str, ...], **fields) -> list[Pair]:

@@ -23,7 +23,6 @@ import pytest
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.files.base import ContentFile
 from django.db import connection
 from django.test import Client
 from PIL import Image as PILImage
@@ -47,7 +46,7 @@ from annotate.services.campaigns import campaign_update, membership_set
 from annotate.services.exports import export_snapshot_create, exports_reap_lost
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.conftest import CHILD_APPLICATION_NAME, RedisServer, wait_for
-from tests.factories import make_pairs
+from tests.factories import image_stored, make_pairs
 from tests.test_loop_worker import RUN_TIMEOUT, _finished_run
 
 # A worker beat every second, so what waits for one (a send after the broker's return, a reap) waits little.
@@ -233,11 +232,7 @@ def _scenes(campaign: Campaign, n: int) -> None:
         noise = hashlib.shake_256(f"scene-{index}".encode()).digest(48 * 48 * 3)
         buffer = io.BytesIO()
         PILImage.frombytes("RGB", (48, 48), noise).save(buffer, format="PNG")
-        data = buffer.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        image = Image(sha256=sha, width=48, height=48, format="PNG", size_bytes=len(data))
-        image.file.save(f"{sha[:2]}/{sha}.png", ContentFile(data), save=False)
-        images.append(image)
+        images.append(image_stored(buffer.getvalue(), save=False))
     Image.objects.bulk_create(images)
     items = Item.objects.bulk_create(
         Item(campaign=campaign, external_id=f"scene-{i:04d}", image=image, prompt=f"What is in scene {i}?")
