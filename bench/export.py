@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.web import bench_database_url, django_setup, machine_info, migrate, recreate_database, result_publish  # noqa: E402
+from bench.harness import bench_database_url, django_setup, machine_info, migrate, recreate_database, result_publish  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 DB_NAME = "rewardlab_bench_export"

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.web import machine_info, result_publish  # noqa: E402
+from bench.harness import machine_info, result_publish  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 VARIANTS = {"checkpointing": True, "no_checkpointing": False}  # name → gradient_checkpointing

@@ -35,7 +35,6 @@ import http.client
 import json
 import math
 import os
-import platform
 import random
 import re
 import shutil
@@ -50,12 +49,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import (  # noqa: E402
+    BENCH_DB_NAME,
+    bench_database_url,
+    django_setup,
+    machine_info,
+    migrate,
+    recreate_database,
+    result_publish,
+)
+from rewardlab.answers import ANSWERS  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/rewardlab"
-BENCH_DB_NAME = "rewardlab_bench"
 DEFAULT_OUT = ROOT / "bench" / "out" / "web.json"
 
 GOAL_P99_MS = 50.0
@@ -66,8 +77,7 @@ CONNECT_RETRIES = 3  # a connection dropped before any response is retried; subm
 SERVER_START_TIMEOUT_S = 60.0
 SERVER_STOP_GRACE_S = 10.0
 ERROR_BACKOFF_S = 0.05  # after an error answer, so a failing server is not hammered in a tight loop
-CHOICES = ("a", "b", "both", "neither")
-CHOICE_WEIGHTS = (0.4, 0.4, 0.1, 0.1)
+CHOICE_WEIGHTS = (0.4, 0.4, 0.1, 0.1)  # of ANSWERS: a, b, both, neither
 DASHBOARD_EVERY_S = 5.0  # the lead's reload of the dashboard page
 EXPORT_POLL_S = 1.0
 PRIOR_SHARE = 0.5
@@ -87,49 +97,8 @@ def log(message: str) -> None:
 # Database
 
 
-def bench_database_url(server_url: str, name: str = BENCH_DB_NAME) -> str:
-    """Return DATABASE_URL with its database name replaced by the bench's own; refuse anything but PostgreSQL."""
-    parts = urlsplit(server_url)
-    if not parts.scheme.startswith("postgres"):
-        raise SystemExit(f"the benches need a PostgreSQL DATABASE_URL (they measure row locks), not {parts.scheme!r}")
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def recreate_database(url: str) -> str:
-    """Drop and create the database `url` names through the server's `postgres` database; return the server version."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    conninfo = {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5432,
-        "user": parts.username or "postgres",
-        "dbname": "postgres",
-    }
-    if parts.password:
-        conninfo["password"] = parts.password
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        name = sql.Identifier(parts.path.lstrip("/"))
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-        return conn.execute("SHOW server_version").fetchone()[0]
-
-
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Seeding, through Django in this process (a small django.setup() block; services where they exist)
-
-
-def django_setup(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 @dataclass
@@ -521,7 +490,7 @@ class Annotator(Client):
                 time.sleep(ERROR_BACKOFF_S)
 
     def _label(self, assignment: int) -> bytes:
-        choice = self.rng.choices(CHOICES, CHOICE_WEIGHTS)[0]
+        choice = self.rng.choices(ANSWERS, CHOICE_WEIGHTS)[0]
         label = {
             "assignment": assignment,
             "more_hallucinated": choice,
@@ -839,29 +808,6 @@ def reconcile(campaign_id: int, acknowledged: dict[int, int]) -> dict:
 
 # ---------------------------------------------------------------------------------------------------------
 # Main
-
-
-def result_publish(result: dict, out: Path) -> None:
-    """Print a bench's JSON on stdout and keep a copy at `out` (every bench prints one document)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2)
-    out.write_text(text + "\n")
-    print(text)
-
-
-def machine_info() -> dict:
-    info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-        info["memory_gib"] = round(mem_kb / 1024**2, 1)
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    except (OSError, ValueError, IndexError):
-        pass
-    return info
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
