@@ -70,6 +70,11 @@ def current_labels(dataset: Dataset, config: TrainConfig) -> np.ndarray:
 
     A gold answer is the truth and wins; otherwise the trust-weighted vote of the selected labels, where
     a tie between +1 and -1 votes reads as a tie label (0).
+
+    This is the model's target, not the campaign's verdict on a pair (the web app's stored consensus,
+    Dawid–Skene over human labels, which the pair API and exports serve): a training run also weighs prior
+    labels (AI feedback, older rounds) at `prior_trust`, works on a dataset file with no annotators to
+    estimate, and must give every labeled pair a sign, where the consensus may have none.
     """
     votes = np.zeros((len(dataset.pairs), 3))  # columns: sign -1, 0, +1
     gold = np.full(len(dataset.pairs), np.nan)
