@@ -69,7 +69,7 @@ class Campaign(models.Model):
     # Human labels saved so far, counted in the submit transaction, and the count when a retrain was last asked.
     human_labels = models.PositiveIntegerField(default=0)
     labels_at_last_request = models.PositiveIntegerField(default=0)
-    # When a label last asked a worker to refresh the pairs' consensus (`services.quality.consensus_request`).
+    # When a label asked for a consensus refresh that no worker has started yet (`services.quality.consensus_request`).
     consensus_requested_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate.models import Campaign, ModelRun, Pair, PairScore, Worker
 from annotate.services.campaigns import campaign_update, membership_set
-from annotate.services.model_runs import model_run_request_by_lead
+from annotate.services.model_runs import CPU_QUEUE, model_run_request_by_lead
+from annotate.services.quality import consensus_refresh_start
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.conftest import wait_for
 from tests.factories import make_pairs
@@ -168,14 +171,37 @@ def test_labels_saved_while_the_broker_is_down_still_get_their_retrain(campaign,
     assert ModelRun.objects.filter(campaign=campaign).count() in {1, 2}  # the second label may ask for one more
 
 
+def _consensus_messages(broker) -> int:
+    """How many consensus refreshes wait in the broker's CPU queue."""
+    queued = redis.Redis(port=broker.port).lrange(CPU_QUEUE, 0, -1)
+    return sum(json.loads(raw)["headers"]["task"].endswith(".consensus_refresh") for raw in queued)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_labels_ask_a_worker_once_for_the_consensus_the_pair_api_then_serves(campaign, api_as, worker_process):
+def test_labels_join_a_queued_consensus_refresh_and_ask_again_once_a_worker_took_it(campaign, api_as, private_broker):
+    make_pairs(campaign, 4)
+    annotator = api_as("ann1")
+    _label(annotator, campaign, "a")
+    _label(annotator, campaign, "b")  # no worker took the first request yet: this label joins it
+    assert _consensus_messages(private_broker) == 1
+
+    consensus_refresh_start(campaign=campaign)  # what the worker runs when it takes the message
+    _label(annotator, campaign, "a")
+    assert _consensus_messages(private_broker) == 2
+    assert Pair.objects.filter(campaign=campaign).exclude(consensus={}).count() == 2
+
+    private_broker.stop()
+    consensus_refresh_start(campaign=campaign)
+    _label(annotator, campaign, "b")  # the broker refused the request: the claim is let go for the next label
+    assert Campaign.objects.get(pk=campaign.pk).consensus_requested_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_labels_ask_a_worker_for_the_consensus_the_pair_api_then_serves(campaign, api_as, worker_process):
     make_pairs(campaign, 4)
     annotator = api_as("ann1")
     first = _label(annotator, campaign, "a")
-    asked_at = Campaign.objects.get(pk=campaign.pk).consensus_requested_at
-    second = _label(annotator, campaign, "b")  # within the window: shares the first label's refresh
-    assert asked_at is not None and Campaign.objects.get(pk=campaign.pk).consensus_requested_at == asked_at
+    second = _label(annotator, campaign, "b")  # joins the first label's refresh if no worker started it yet
 
     def refreshed() -> dict | None:
         pairs = api_as("lead").get(f"/api/v1/campaigns/{campaign.pk}/pairs/").json()["results"]

@@ -100,8 +100,8 @@ def priorities_refresh(campaign_id: int) -> None:
 def consensus_refresh(campaign_id: int) -> None:
     """Recompute and store every pair's consensus (Dawid–Skene once labels allow); safe to run twice."""
     from annotate.models import Campaign
-    from annotate.services.quality import consensus_refresh as refresh
+    from annotate.services.quality import consensus_refresh_start
 
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is not None:
-        refresh(campaign=campaign)
+        consensus_refresh_start(campaign=campaign)

@@ -34,11 +34,10 @@ logger = logging.getLogger(__name__)
 RESEND_AFTER_SECONDS = 600
 
 
-def task_send(task: Task, *args: object, queue: str, what: str, countdown: float = 0) -> bool:
-    """Send a task, to run `countdown` seconds from now; return False, logged, when the broker is unreachable
-    (the caller's row stays queued)."""
+def task_send(task: Task, *args: object, queue: str, what: str) -> bool:
+    """Send a task; return False, logged, when the broker is unreachable (the caller's row stays queued)."""
     try:
-        task.apply_async(args, queue=queue, **({"countdown": countdown} if countdown else {}))
+        task.apply_async(args, queue=queue)
     except OperationalError:
         logger.exception("%s was not sent: the broker is unreachable.", what)
         return False

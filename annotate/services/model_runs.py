@@ -112,7 +112,7 @@ def _dispatch(run: ModelRun) -> bool:
     return job_send(ModelRun, run.pk, model_run_train, queue=queue, record={"queue": queue})
 
 
-def campaign_work_send(task_name: str, *, campaign_id: int, countdown: float = 0) -> bool:
+def campaign_work_send(task_name: str, *, campaign_id: int) -> bool:
     """Send a campaign-wide task of `workers.tasks` (model work to `training_queue`, CPU_TASKS to `cpu`).
 
     Returns False when the broker is down; that work is only a head start (the next retrain does it all).
@@ -121,7 +121,7 @@ def campaign_work_send(task_name: str, *, campaign_id: int, countdown: float = 0
 
     queue = CPU_QUEUE if task_name in CPU_TASKS else training_queue()
     what = f"{task_name} of campaign {campaign_id}"
-    return task_send(getattr(tasks, task_name), campaign_id, queue=queue, what=what, countdown=countdown)
+    return task_send(getattr(tasks, task_name), campaign_id, queue=queue, what=what)
 
 
 def after_import(*, campaign: Campaign, priors: int) -> None:

@@ -22,25 +22,37 @@ from annotate.services.campaigns import membership_pause
 from annotate.services.model_runs import campaign_work_send
 from annotate.stats import NO_GOLD, GoldScore, gold_failing, gold_scores, label_table
 
-CONSENSUS_DELAY_SECONDS = 5
+# A request no worker started this long after it was sent is taken as lost, and the next label sends another.
+CONSENSUS_LOST_AFTER_SECONDS = 30
 
 
 def consensus_request(*, campaign_id: int) -> bool:
     """Ask a worker to refresh the campaign's consensus, after a label changed; return whether this call sent it.
 
-    One request per CONSENSUS_DELAY_SECONDS at most, run that long after it is sent, so the labels of a
-    busy minute share a few campaign-wide fits instead of one each, and the stored consensus, which the
-    pair API, review pages, priorities and exports all read, trails the labels by about that long. The
-    claim is one conditional UPDATE, so concurrent labels send one request. With the broker down nothing
-    is lost: the next label past the window asks again, and every model run refreshes it first.
+    A label that finds a request still queued joins it instead of sending its own: the worker reads the
+    labels only when it starts (`consensus_refresh_start`), so it sees this one too. A busy campaign thus
+    has at most one refresh queued behind the one running, and the stored consensus, which the pair API,
+    review pages, priorities and exports all read, trails the labels by about one refresh. The claim is one
+    conditional UPDATE, so concurrent labels send one request. A request the broker refused, or a message
+    lost with it, blocks nothing for longer than CONSENSUS_LOST_AFTER_SECONDS, and every model run
+    refreshes the consensus first.
     """
     now = clock.now()
     due = Q(consensus_requested_at__isnull=True) | Q(
-        consensus_requested_at__lte=now - timedelta(seconds=CONSENSUS_DELAY_SECONDS)
+        consensus_requested_at__lte=now - timedelta(seconds=CONSENSUS_LOST_AFTER_SECONDS)
     )
     if not Campaign.objects.filter(due, pk=campaign_id).update(consensus_requested_at=now):
         return False
-    return campaign_work_send("consensus_refresh", campaign_id=campaign_id, countdown=CONSENSUS_DELAY_SECONDS)
+    if campaign_work_send("consensus_refresh", campaign_id=campaign_id):
+        return True
+    Campaign.objects.filter(pk=campaign_id, consensus_requested_at=now).update(consensus_requested_at=None)
+    return False
+
+
+def consensus_refresh_start(*, campaign: Campaign) -> int:
+    """Run a requested refresh: release the request first, so a label saved from now on asks for the next one."""
+    Campaign.objects.filter(pk=campaign.pk).update(consensus_requested_at=None)
+    return consensus_refresh(campaign=campaign)
 
 
 def consensus_refresh(*, campaign: Campaign) -> int:
