@@ -265,29 +265,51 @@ class Annotation(models.Model):
         return f"{self.more_hallucinated}/{self.strength} on pair {self.pair_id}"
 
 
-class ImportJob(models.Model):
+class Job(models.Model):
+    """Work a Celery worker does for a row: queued, sent, taken, finished (`annotate.services.jobs` owns it).
+
+    `attempts` counts the workers that took it; a row whose worker was lost goes back to the queue until
+    it has had `services.jobs.MAX_ATTEMPTS`, so a job that kills every worker that tries it stops there.
+    """
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)  # when the broker took its task
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+
+class ImportJob(Job):
+    """An uploaded package being imported; `errors` names each rejected line (API.md, "Import package")."""
+
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     file = models.FileField(upload_to="imports/")
     filename = models.CharField(max_length=255)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0)
     lines_total = models.PositiveIntegerField(default=0)
     items_created = models.PositiveIntegerField(default=0)
     pairs_created = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True)  # when the broker took its task (services.jobs)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(Job.Meta):
         indexes = [
             # The re-send of jobs a broker outage left unsent.
             models.Index(fields=["status", "dispatched_at"], condition=Q(status="queued"), name="import_queued_idx"),
@@ -296,24 +318,14 @@ class ImportJob(models.Model):
     def __str__(self) -> str:
         return f"import {self.pk} ({self.status})"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
 
-
-class ModelRun(models.Model):
+class ModelRun(Job):
     """One retrain of a campaign's reward model, from request to scored pairs (DESIGN.md, "The loop").
 
     At most one run per campaign is queued or running (the constraint below). A run that fails, or whose
     worker dies, never becomes the campaign's `active_model`; its artifact and scores are pruned with time,
     its metrics stay for the learning curve.
     """
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
 
     class Stage(models.TextChoices):
         QUEUED = "queued", "Waiting for a worker"
@@ -329,33 +341,23 @@ class ModelRun(models.Model):
         LEAD = "lead", "Requested by a lead"
         IMPORT = "import", "Imported prior labels"
 
-    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    ACTIVE_STATUSES = (Job.Status.QUEUED, Job.Status.RUNNING)
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="model_runs")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.QUEUED)
-    progress = models.FloatField(default=0.0)
     trigger = models.CharField(max_length=8, choices=Trigger.choices)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     labels_at_request = models.PositiveIntegerField(default=0)
     queue = models.CharField(max_length=10, blank=True)
-    worker = models.CharField(max_length=200, blank=True)
     device = models.CharField(max_length=20, blank=True)
-    error = models.TextField(blank=True)
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)
     artifact_sha256 = models.CharField(max_length=64, blank=True)
     artifact_pruned = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     scored_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(Job.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["campaign"],
@@ -367,10 +369,6 @@ class ModelRun(models.Model):
 
     def __str__(self) -> str:
         return f"model run {self.pk} ({self.status})"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
 
 
 class PairScore(models.Model):
@@ -406,7 +404,7 @@ class Worker(models.Model):
         return f"{self.hostname} ({self.device})"
 
 
-class ExportSnapshot(models.Model):
+class ExportSnapshot(Job):
     """A dataset snapshot of a campaign in one export format (API.md, "Export formats"); immutable once written.
 
     Its content is fixed when it is asked for: `cutoff` records the newest annotation, prior label, pair and
@@ -414,12 +412,6 @@ class ExportSnapshot(models.Model):
     worker reads only what those allow, writes the file once (temp file, then rename) and records its SHA-256.
     The file lives under MEDIA_ROOT/exports/ and is served only by the access-checked download endpoint.
     """
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
 
     class Format(models.TextChoices):
         REWARD = "reward", "reward (TRL RewardTrainer)"
@@ -434,8 +426,6 @@ class ExportSnapshot(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     format = models.CharField(max_length=20, choices=Format.choices)
     filters = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0)
     rows = models.PositiveIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True)
     file = models.FileField(upload_to="exports/", blank=True)
@@ -444,13 +434,8 @@ class ExportSnapshot(models.Model):
     campaign_settings = models.JSONField(default=dict, blank=True)
     cutoff = models.JSONField(default=dict, blank=True)
     code_version = models.CharField(max_length=100, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(Job.Meta):
         indexes = [
             # The re-send of snapshots a broker outage left unsent.
             models.Index(fields=["status", "dispatched_at"], condition=Q(status="queued"), name="export_queued_idx"),
@@ -458,7 +443,3 @@ class ExportSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.format}, {self.status})"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}

@@ -221,8 +221,6 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_TASK_EAGER_PROPAGATES = True
 
 REWARDLAB_DEVICE = os.environ.get("REWARDLAB_DEVICE", "")
 REWARDLAB_TEXT_ENCODER = os.environ.get("REWARDLAB_TEXT_ENCODER", "")
@@ -231,11 +229,8 @@ REWARDLAB_VLM = os.environ.get("REWARDLAB_VLM", "")  # local VLM directory: runs
 # Where workers keep model artifacts (one directory per run) and the embedding cache; not served to anyone.
 REWARDLAB_MODEL_DIR = Path(os.environ.get("REWARDLAB_MODEL_DIR", VAR_DIR / "models"))
 REWARDLAB_CACHE_DIR = Path(os.environ.get("REWARDLAB_CACHE_DIR", VAR_DIR / "cache"))
-# A running model run writes a heartbeat this often; one silent for REWARDLAB_RUN_STALE_SECONDS is dead.
-REWARDLAB_RUN_HEARTBEAT_SECONDS = float(os.environ.get("REWARDLAB_RUN_HEARTBEAT_SECONDS", "5"))
-REWARDLAB_RUN_STALE_SECONDS = float(os.environ.get("REWARDLAB_RUN_STALE_SECONDS", "120"))
-# Seconds between a worker's beats (workers.presence); keep it well under model_runs.WORKER_SEEN_SECONDS, after
-# which a silent worker is taken as gone. Tests of outages shorten it.
+# Seconds between a worker's beats (workers.presence), which also reap jobs whose worker was lost; keep it
+# well under jobs.WORKER_SEEN_SECONDS, after which a silent worker is taken as gone. Tests of outages shorten it.
 REWARDLAB_WORKER_BEAT_SECONDS = float(os.environ.get("REWARDLAB_WORKER_BEAT_SECONDS", "20"))
 # Runs whose artifacts and pair scores are kept (the active one always is); older runs keep their metrics.
 REWARDLAB_KEEP_RUNS = int(os.environ.get("REWARDLAB_KEEP_RUNS", "3"))

@@ -13,7 +13,7 @@ What it does, top to bottom:
    transport, so the message goes nowhere) and written by `export_snapshot_run`, the function the Celery
    task calls, in a fresh child interpreter: the child's peak RSS (`os.wait4`'s ru_maxrss) is that of the
    export alone, next to two baselines: a child that only sets Django up, and one that also imports what
-   the export loads (numpy, scipy, torch through `annotate.services.training`), as a warm worker has;
+   the export loads (numpy, scipy, torch through `workers.training`), as a warm worker has;
 4. `ratios` compare the largest size with the smallest, per format; the goal "memory must not grow with row
    count" is met when the peak RSS at the largest size is at most GOAL_RSS_RATIO times that at the smallest.
 
@@ -109,9 +109,9 @@ def child_main(args: argparse.Namespace) -> None:
     result = {"rss_after_setup_mib": round(_status_kib("VmRSS") / 1024, 1)}
     if args.child in ("imports", "run"):
         # What a worker has loaded once it has run one export: the service, numpy/scipy, and torch
-        # (`_margins` imports annotate.services.training). Loaded before the clock starts.
+        # (`_margins` imports workers.training). Loaded before the clock starts.
         import annotate.services.exports  # noqa: F401
-        import annotate.services.training  # noqa: F401
+        import workers.training  # noqa: F401
 
         result["rss_after_imports_mib"] = round(_status_kib("VmRSS") / 1024, 1)
     if args.child == "run":

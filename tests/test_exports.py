@@ -366,7 +366,7 @@ def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardl
 
     # The downloaded zip goes back in as it is: its split files are read as TRL preference rows.
     upload = SimpleUploadedFile("snapshot.zip", b"".join(download.streaming_content))
-    with mock.patch("workers.tasks.import_job_run.apply_async"):
+    with mock.patch("annotate.services.jobs.app.send_task"):
         created = api_as("lead").post(f"/api/v1/campaigns/{copy.pk}/imports/", {"file": upload}, format="multipart")
     assert created.status_code == 202, created.json()
     job = import_job_run(job_id=created.json()["id"])

@@ -35,6 +35,7 @@ from annotate.models import (
     Campaign,
     ExportSnapshot,
     Image,
+    ImportJob,
     Item,
     ModelRun,
     Pair,
@@ -43,7 +44,8 @@ from annotate.models import (
     Worker,
 )
 from annotate.services.campaigns import campaign_update, membership_set
-from annotate.services.exports import export_snapshot_create, exports_reap_lost
+from annotate.services.exports import export_snapshot_create
+from annotate.services.jobs import jobs_reap_lost
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.conftest import CHILD_APPLICATION_NAME, RedisServer, wait_for
 from tests.factories import image_stored, make_pairs
@@ -354,7 +356,7 @@ def test_a_worker_killed_mid_export_leaves_no_partial_file_and_the_next_worker_w
     temp = _freeze_mid_write(doomed, folder, snapshot_id)
     assert downloads.finished() is None
     # Stalled but alive, the worker still holds the snapshot: a reaper leaves it be.
-    assert exports_reap_lost() == 0 and ExportSnapshot.objects.get(pk=snapshot_id).status == "running"
+    assert jobs_reap_lost() == 0 and ExportSnapshot.objects.get(pk=snapshot_id).status == "running"
 
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=10)
@@ -366,7 +368,36 @@ def test_a_worker_killed_mid_export_leaves_no_partial_file_and_the_next_worker_w
     assert downloads.refused >= 3
     assert (folder / f"snapshot-{snapshot_id}-mdpo.zip").read_bytes() == data
     next_log = (tmp_path / "worker-1.log").read_text()
-    assert f"Export snapshot {snapshot_id}: The worker writing it was lost" in next_log
+    assert f"Export {snapshot_id} (mdpo, running): The worker doomed@test was lost" in next_log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_import_leaves_nothing_written_and_the_next_worker_imports_it(
+    campaign, start_worker, live_server, tmp_path
+):
+    package = write_package(SyntheticConfig(n_items=200, seed=4, prior_noise=0.2), tmp_path / "scenes.zip")
+    doomed = _idle_worker(start_worker, "doomed@test")
+    lead = Api(live_server.url, "lead")
+    with package.open("rb") as fp:
+        created = lead.post(f"/api/v1/campaigns/{campaign.pk}/imports/", files={"file": ("scenes.zip", fp)})
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    _step_until(doomed, lambda: ImportJob.objects.get(pk=job_id).progress > 0, what="the worker to be importing")
+    assert jobs_reap_lost() == 0, "stalled but alive, the worker still holds the job"
+
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    assert ImportJob.objects.get(pk=job_id).status == "running" and not Item.objects.filter(campaign=campaign).exists()
+    start_worker("next@test", env_extra=FAST_BEAT)  # its beat finds the lost job
+
+    def finished() -> dict | None:
+        body = lead.get(f"/api/v1/imports/{job_id}/").json()
+        return body if body["status"] in {"succeeded", "failed"} else None
+
+    body = wait_for(finished, timeout=90, what="the next worker to import the package")
+    assert body["status"] == "succeeded" and body["items_created"] == 200, body["errors"]
+    assert Item.objects.filter(campaign=campaign).count() == 200 and ImportJob.objects.get(pk=job_id).attempts == 2
+    assert f"Import {job_id} (running): The worker doomed@test was lost" in (tmp_path / "worker-1.log").read_text()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -159,11 +159,11 @@ def test_lead_uploads_a_public_layout_over_rest(campaign, api_as, tmp_path, djan
     lead = api_as("lead")
     upload = SimpleUploadedFile("llava.zip", Path(path).read_bytes(), content_type="application/zip")
 
-    with mock.patch("workers.tasks.import_job_run.apply_async") as send:
+    with mock.patch("annotate.services.jobs.app.send_task") as send:
         with django_capture_on_commit_callbacks(execute=True):
             created = lead.post(f"/api/v1/campaigns/{campaign.pk}/imports/", {"file": upload}, format="multipart")
     assert created.status_code == 202, created.json()
-    send.assert_called_once_with((created.json()["id"],), queue="cpu")
+    send.assert_called_once_with("workers.tasks.import_job_run", (created.json()["id"],), queue="cpu")
     import_job_run(job_id=created.json()["id"])
 
     job = lead.get(f"/api/v1/imports/{created.json()['id']}/").json()

@@ -11,25 +11,24 @@ from django.db import OperationalError
 from annotate import clock
 from annotate.exceptions import ConflictError
 from annotate.models import Campaign, ModelRun, Pair, PairScore, Worker
-from annotate.services import training
 from annotate.services.annotations import LabelInput, annotation_submit
 from annotate.services.assignments import assignment_next
-from annotate.services.campaigns import campaign_create, campaign_update, membership_set
+from annotate.services.campaigns import campaign_update, membership_set
 from annotate.services.imports import import_package
+from annotate.services.jobs import training_queue
 from annotate.services.model_runs import (
     model_run_request,
     model_run_request_by_lead,
     retrain_if_due,
     run_dir,
     runs_prune,
-    training_queue,
-    worker_seen,
 )
-from annotate.services.training import TransientRunError, model_run_execute, prior_review, scores_fill
 from rewardlab.data import Dataset, Item, Label, MemoryImages
 from rewardlab.data import Pair as DataPair
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.factories import make_pairs
+from workers import training
+from workers.training import TransientRunError, model_run_execute, prior_review, scores_fill
 
 
 @pytest.fixture
@@ -65,27 +64,6 @@ def test_a_run_scores_every_pair_and_becomes_the_active_model(imported):
 def _succeeded_run(campaign, **fields) -> ModelRun:
     run = ModelRun.objects.create(campaign=campaign, trigger="lead", status="succeeded", stage="done", **fields)
     return run
-
-
-def test_a_run_whose_worker_went_silent_is_failed_when_the_next_is_asked_for(campaign, settings):
-    settings.REWARDLAB_RUN_STALE_SECONDS = 30
-    stale = clock.now() - timedelta(seconds=31)
-    dead = ModelRun.objects.create(
-        campaign=campaign, trigger="labels", status="running", worker="w1", heartbeat_at=stale
-    )
-    run, created = model_run_request(campaign=campaign, trigger="lead")
-    dead.refresh_from_db()
-    assert created and run.pk != dead.pk
-    assert dead.status == "failed" and "stopped responding" in dead.error
-
-
-def test_a_live_run_is_not_reaped(campaign, settings):
-    settings.REWARDLAB_RUN_STALE_SECONDS = 30
-    live = ModelRun.objects.create(
-        campaign=campaign, trigger="labels", status="running", worker="w1", heartbeat_at=clock.now()
-    )
-    run, created = model_run_request(campaign=campaign, trigger="lead")
-    assert run == live and not created
 
 
 def test_a_failing_run_keeps_the_previous_model_active(campaign):
@@ -186,20 +164,6 @@ def test_training_goes_to_gpu_only_while_a_gpu_worker_listens():
     assert training_queue() == "cpu"
     _worker("gpu-1", "cuda", ["gpu"])
     assert training_queue() == "gpu"
-
-
-def test_a_restarted_worker_fails_the_runs_it_was_running(campaign):
-    run = ModelRun.objects.create(
-        campaign=campaign, trigger="lead", status="running", worker="w@host", heartbeat_at=clock.now()
-    )
-    elsewhere = campaign_create(created_by=campaign.created_by, name="Elsewhere")
-    other = ModelRun.objects.create(campaign=elsewhere, trigger="lead", status="running", worker="x@host")
-    worker_seen(hostname="w@host", queues=["cpu"], device="cpu", starting=True)
-    run.refresh_from_db()
-    other.refresh_from_db()
-    assert run.status == "failed" and "restarted" in run.error
-    assert other.status == "running"
-    assert Worker.objects.get(hostname="w@host").queues == ["cpu"]
 
 
 @pytest.mark.django_db(

@@ -11,7 +11,6 @@ import pytest
 from annotate import clock
 from annotate.models import ModelRun, Pair, PairScore
 from annotate.services.imports import import_package
-from annotate.services.training import model_run_execute, scores_fill, training_config_for
 from rewardlab.artifacts import artifact_read
 from rewardlab.config import RunConfig
 from rewardlab.synthetic import SyntheticConfig, write_package
@@ -20,6 +19,7 @@ from rewardlab.vlm.tiny import tiny_vlm_write
 from tests.conftest import wait_for
 from tests.factories import make_pairs
 from workers.tasks import model_run_train
+from workers.training import model_run_execute, scores_fill, training_config_for
 
 ITEMS = 12
 RUN_TIMEOUT = 180  # seconds, worker start included

@@ -7,9 +7,11 @@ itself has loaded torch for other tests.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import subprocess_env
 
@@ -45,3 +47,26 @@ def test_loading_every_view_serializer_and_admin_leaves_torch_out(settings):
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded["views"] > 30 and loaded["admin_models"] > 5  # the whole web process was loaded
     assert loaded["heavy"] == []
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return found
+
+
+def test_the_web_side_sends_tasks_by_name_and_never_imports_the_worker_side(settings):
+    """Only `workers` joins `annotate` and the model stack; `annotate` sends tasks by name (services.jobs)."""
+    worker_side = ("workers.tasks", "workers.training", "workers.campaign_data")
+    offenders = {
+        str(path.relative_to(settings.BASE_DIR)): sorted(
+            name for name in _imported_modules(path) if name.startswith(worker_side)
+        )
+        for path in Path(settings.BASE_DIR, "annotate").rglob("*.py")
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}

@@ -1,12 +1,10 @@
 """A worker tells the database it is alive, which queues it reads and on what device it trains.
 
 Training goes to the `gpu` queue only while a GPU worker is seen (`training_queue`), and leads see
-the workers online beside their model runs. A worker that starts under the name of one that was
-running a model run was killed mid-run: that run is failed at once instead of waiting to go stale.
-Every beat (REWARDLAB_WORKER_BEAT_SECONDS) also sends queued runs, export snapshots and import jobs that
-never reached the broker, so a retrain, an export or an import asked for during a broker outage starts
-within one beat of the broker's return, labels or not.
-Before that it queues again the export snapshots whose worker was lost mid-write (`exports_reap_lost`).
+the workers online beside their model runs. Every beat (REWARDLAB_WORKER_BEAT_SECONDS) also queues again
+the jobs whose worker was lost (`jobs_reap_lost`) and sends the queued jobs that never reached the broker
+(`jobs_send_unsent`), so a retrain, an export or an import asked for during a broker outage, or cut short
+by a dead worker, starts within one beat, labels or not.
 """
 
 from __future__ import annotations
@@ -22,20 +20,16 @@ _stop = threading.Event()
 
 
 def _record(hostname: str, queues: list[str], *, starting: bool) -> None:
-    """Say this worker is alive; queue again exports whose worker was lost; send what the broker never got."""
+    """Say this worker is alive; queue again jobs whose worker was lost; send what the broker never got."""
     from django.db import connection
 
-    from annotate.services.exports import exports_dispatch_pending, exports_reap_lost
-    from annotate.services.imports import imports_dispatch_pending
-    from annotate.services.model_runs import runs_dispatch_pending, worker_seen
-    from annotate.services.training import device_default
+    from annotate.services.jobs import jobs_reap_lost, jobs_send_unsent, worker_seen
+    from workers.training import device_default
 
     try:
         worker_seen(hostname=hostname, queues=queues, device=device_default(), starting=starting)
-        runs_dispatch_pending()
-        exports_reap_lost()
-        exports_dispatch_pending()
-        imports_dispatch_pending()
+        jobs_reap_lost()
+        jobs_send_unsent()
     except Exception:
         logger.exception("Worker %s could not record that it is alive.", hostname)
     finally:

@@ -1,7 +1,7 @@
 """Celery tasks: each takes ids, re-fetches rows and calls one annotate service (STYLE.md, habit 7).
 
 Model work (train, score, embed) is sent to the `gpu` queue when a GPU worker listens and to `cpu`
-otherwise (`annotate.services.model_runs.training_queue`); priorities, imports and exports go to `cpu`.
+otherwise (`annotate.services.jobs.training_queue`); priorities, imports and exports go to `cpu`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from annotate.exceptions import TRANSIENT_DB_ERRORS as TRANSIENT
 MAX_BACKOFF_SECONDS = 300
 
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
-def import_job_run(job_id: int) -> None:
+@shared_task(bind=True, acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
+def import_job_run(self, job_id: int) -> None:
     """Run an uploaded import package; safe to run twice (a finished job is left as it is)."""
     from annotate.services.imports import import_job_run as run
 
-    run(job_id=job_id)
+    run(job_id=job_id, worker=self.request.hostname)
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5, soft_time_limit=3600, time_limit=3700)
@@ -33,7 +33,7 @@ def export_snapshot_run(self, snapshot_id: int) -> None:
 
     may_retry = self.request.retries < self.max_retries
     try:
-        run(snapshot_id=snapshot_id, may_retry=may_retry)
+        run(snapshot_id=snapshot_id, worker=self.request.hostname, may_retry=may_retry)
     except TRANSIENT as exc:
         if not may_retry:
             raise  # the snapshot is failed already
@@ -55,7 +55,7 @@ def model_run_train(self, run_id: int) -> None:
     attempt fails the run instead, so a run never waits forever. The queue the message came from picks
     the backend: a worker on `gpu` with REWARDLAB_VLM set fine-tunes the vision-language model.
     """
-    from annotate.services.training import TransientRunError, model_run_execute
+    from workers.training import TransientRunError, model_run_execute
 
     queue = (self.request.delivery_info or {}).get("routing_key") or ""
     try:
@@ -72,7 +72,7 @@ def model_run_train(self, run_id: int) -> None:
 @shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
 def pairs_score_new(campaign_id: int) -> None:
     """Score pairs imported since the active model was trained, then refresh priorities."""
-    from annotate.services.training import scores_fill
+    from workers.training import scores_fill
 
     scores_fill(campaign_id=campaign_id)
 
@@ -80,7 +80,7 @@ def pairs_score_new(campaign_id: int) -> None:
 @shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
 def campaign_embed(campaign_id: int) -> None:
     """Encode new texts and images into the embedding cache ahead of the next retrain."""
-    from annotate.services.training import campaign_embed as embed
+    from workers.training import campaign_embed as embed
 
     embed(campaign_id=campaign_id)
 

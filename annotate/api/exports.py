@@ -73,8 +73,8 @@ class ExportSnapshotOutput(serializers.ModelSerializer):
         model = ExportSnapshot
         fields = [
             "id", "campaign", "format", "filters", "status", "progress", "rows", "sha256", "size_bytes",
-            "model_run", "campaign_settings", "cutoff", "code_version", "error", "created_by", "created_at",
-            "finished_at", "download_url",
+            "model_run", "campaign_settings", "cutoff", "code_version", "error", "attempts", "created_by",
+            "created_at", "finished_at", "download_url",
         ]  # fmt: skip
         read_only_fields = fields
 

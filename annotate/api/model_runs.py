@@ -11,7 +11,7 @@ from annotate import access
 from annotate.api.pagination import PagePagination, paginated
 from annotate.api.serializers import ModelRunOutput
 from annotate.selectors import model_run_for, model_runs_of
-from annotate.services.model_runs import model_run_request_by_lead, runs_reap_dead
+from annotate.services.model_runs import model_run_request_by_lead
 
 
 class CampaignModelRunsApi(APIView):
@@ -26,8 +26,6 @@ class CampaignModelRunsApi(APIView):
     @extend_schema(responses={200: ModelRunOutput(many=True)}, operation_id="campaign_models_list")
     def get(self, request, campaign_id: int):
         campaign = access.campaign_for(request.user, campaign_id, access.MANAGE)
-        # No scheduler reaps runs, so whoever looks does: a dead worker's run must not show running forever.
-        runs_reap_dead(campaign=campaign)
         return paginated(
             view=self,
             request=request,
@@ -57,7 +55,4 @@ class ModelRunDetailApi(APIView):
     @extend_schema(responses={200: ModelRunOutput}, operation_id="models_retrieve")
     def get(self, request, run_id: int):
         run = model_run_for(request.user, run_id, access.READ_DATA)
-        # Clients poll here after starting a run; one whose worker died must end as failed, as in the list.
-        if runs_reap_dead(campaign=run.campaign):
-            run.refresh_from_db()
         return Response(ModelRunOutput(run, context={"active_model_id": run.campaign.active_model_id}).data)

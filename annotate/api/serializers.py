@@ -148,7 +148,7 @@ class ImportJobOutput(serializers.ModelSerializer):
         model = ImportJob
         fields = [
             "id", "campaign", "filename", "status", "progress", "lines_total", "items_created",
-            "pairs_created", "errors", "created_at", "finished_at",
+            "pairs_created", "errors", "error", "attempts", "created_at", "finished_at",
         ]  # fmt: skip
 
 
@@ -162,8 +162,8 @@ class ModelRunOutput(serializers.ModelSerializer):
         model = ModelRun
         fields = [
             "id", "campaign", "status", "stage", "progress", "trigger", "requested_by", "labels_at_request",
-            "queue", "worker", "device", "error", "metrics", "artifact_sha256", "is_active", "created_at",
-            "started_at", "finished_at",
+            "queue", "worker", "device", "error", "attempts", "metrics", "artifact_sha256", "is_active",
+            "created_at", "started_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from annotate import access, clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
 from annotate.models import DEFAULT_STRENGTH_LABELS, Assignment, Campaign, Membership
-from annotate.services.model_runs import campaign_work_send
+from annotate.services.jobs import campaign_work_send
 from annotate.services.priorities import weights_errors
 
 # Settings a lead may change after creation; anything else is refused by name.

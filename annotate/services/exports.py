@@ -7,16 +7,12 @@ settings the rows depend on and the code version, and the worker reads only what
 temp file renamed into place, and its SHA-256 and row count are recorded. A run redone after a worker died
 writes the same bytes again (`annotate.exports.writer`).
 
-The row is written before anything is sent to the broker, so with the broker down a snapshot stays queued
-and unsent; `exports_dispatch_pending` sends it on a live worker's next beat (`workers.presence`), as
-model runs are (`annotate.services.jobs`).
-
-A worker writes while holding the snapshot's job lock, inside a work folder of its own beside the target
+A snapshot is a job (`annotate.services.jobs`): sent, taken under its lock, reaped when its worker is lost,
+as imports and model runs are. A worker writes inside a work folder of its own beside the target
 (`.snapshot-<id>-….tmp/`: the temp file and the writer's staging), so nothing half written ever has the
-file's name. A worker killed mid-write leaves the snapshot running, its lock free and its work folder
-behind: `exports_reap_lost` (on every worker's beat) deletes the folder and queues the snapshot again, and
-the next worker writes the same bytes. A dropped database connection puts the snapshot back in the queue
-for its task to retry (`may_retry`).
+file's name. A worker killed mid-write leaves its work folder behind; the reaper queues the snapshot
+again, and the next worker deletes the folder and writes the same bytes. A dropped database connection
+puts the snapshot back in the queue for its task to retry (`may_retry`).
 """
 
 from __future__ import annotations
@@ -48,20 +44,23 @@ from annotate.exports.writer import SnapshotWriter, file_sha256
 from annotate.models import Annotation, Campaign, ExportSnapshot, Pair, PairScore, PriorLabel
 from annotate.quality.agreement import campaign_alpha
 from annotate.services.jobs import (
+    ProgressCallback,
+    Throttled,
+    job_fail,
     job_lock,
+    job_progress,
+    job_requeue,
     job_send,
+    job_succeed,
+    job_taken,
     job_update,
-    jobs_reap_lost,
-    jobs_unsent,
 )
 from annotate.services.priorities import DEFAULT_THRESHOLDS
 from rewardlab.config import TrainConfig, margins_for
 from rewardlab.corrupt import corrupt_image_bytes
 
-EXPORT_QUEUE = "cpu"
 EXPORT_DIR = "exports"
-# Progress is written at most once per this step; it stays below 1 until the file is in place.
-PROGRESS_STEP = 0.02
+# Progress stays below this until the file is in place.
 PROGRESS_WRITING = 0.99
 CODE_VERSION_ENV = "REWARDLAB_CODE_VERSION"  # e.g. the git commit, set when the image is built
 MEDIA_TYPES = {".zip": "application/zip", ".jsonl": "application/x-ndjson"}
@@ -140,35 +139,8 @@ def export_snapshot_create(
             cutoff=_cutoff(campaign).as_json(),
             code_version=code_version(),
         )
-        transaction.on_commit(lambda: _dispatch(snapshot.pk))
+        transaction.on_commit(lambda: job_send(snapshot))
     return snapshot
-
-
-def _dispatch(snapshot_id: int) -> bool:
-    """Send the snapshot to a worker; with the broker down it stays queued and unsent (`annotate.services.jobs`)."""
-    from workers.tasks import export_snapshot_run as task
-
-    return job_send(ExportSnapshot, snapshot_id, task, queue=EXPORT_QUEUE)
-
-
-def exports_dispatch_pending() -> int:
-    """Send every queued snapshot that was never sent (or long ago, untaken); return how many were sent."""
-    return sum(_dispatch(snapshot_id) for snapshot_id in jobs_unsent(ExportSnapshot).values_list("pk", flat=True))
-
-
-def exports_reap_lost() -> int:
-    """Queue again every running snapshot whose worker is gone (`jobs_reap_lost`); return how many.
-
-    Its work folder is deleted first; the snapshot is left unsent, so `exports_dispatch_pending` sends it.
-    """
-    return jobs_reap_lost(ExportSnapshot, _requeue_lost)
-
-
-def _requeue_lost(snapshot: ExportSnapshot) -> None:
-    _work_delete(snapshot)
-    reason = f"The worker writing it was lost at {snapshot.progress:.0%}; it is queued to be written again."
-    logger.warning("Export snapshot %s: %s", snapshot.pk, reason)
-    _requeue(snapshot, reason=reason, dispatched_at=None)
 
 
 def export_snapshot_for(user: AbstractBaseUser, snapshot_id: int) -> ExportSnapshot:
@@ -206,48 +178,22 @@ def media_type(snapshot: ExportSnapshot) -> str:
 # The worker's side.
 
 
-class _Progress:
-    """Write the fraction done to the snapshot row, at most once per PROGRESS_STEP."""
+def export_snapshot_run(*, snapshot_id: int, worker: str = "", may_retry: bool = False) -> ExportSnapshot | None:
+    """Write a snapshot's file for this worker; None when it is not to be written (`jobs.job_taken`): a
+    finished snapshot, or one another live worker is writing, is left as it is.
 
-    def __init__(self, snapshot: ExportSnapshot) -> None:
-        self.snapshot = snapshot
-        self.reported = 0.0
-
-    def __call__(self, fraction: float) -> None:
-        fraction = min(fraction, PROGRESS_WRITING)
-        if fraction - self.reported < PROGRESS_STEP:
-            return
-        self.reported = fraction
-        ExportSnapshot.objects.filter(pk=self.snapshot.pk).update(progress=fraction)
-
-
-def export_snapshot_run(*, snapshot_id: int, may_retry: bool = False) -> ExportSnapshot:
-    """Write a queued snapshot's file; a finished snapshot is returned untouched, so a redelivery does nothing.
-
-    A snapshot found RUNNING is written again when its job lock is free: tasks acknowledge late, so that is a
-    worker that died mid-run, and the rerun writes the same bytes to a fresh temp file before renaming it
-    into place. While another worker holds the lock, it is writing the snapshot: this call leaves it.
-    With `may_retry`, a database error that may pass (a dropped connection) queues the snapshot again and
-    is raised for the task to retry; otherwise it fails the snapshot.
+    A snapshot whose worker died is written again: the rerun writes the same bytes to a fresh temp file
+    before renaming it into place. With `may_retry`, a database error that may pass (a dropped connection)
+    queues the snapshot again and is raised for the task to retry; otherwise it fails the snapshot.
     """
-    snapshot = ExportSnapshot.objects.select_related("campaign").filter(pk=snapshot_id).first()
-    if snapshot is None:
-        raise NotFoundError(f"No export snapshot {snapshot_id}.")
-    if snapshot.is_terminal:
-        return snapshot
-    with job_lock(snapshot) as free:
-        snapshot.refresh_from_db()
-        if not free or snapshot.is_terminal:
-            return snapshot
+    with job_taken(ExportSnapshot, snapshot_id, worker=worker) as snapshot:
+        if snapshot is None:
+            return None
         _work_delete(snapshot)  # what a worker killed mid-write left; with the lock, nobody else writes there
-        job_update(snapshot, status=ExportSnapshot.Status.RUNNING, progress=0.0, error="")
         try:
-            written = _write(snapshot)
-            job_update(
-                snapshot, status=ExportSnapshot.Status.SUCCEEDED, progress=1.0, finished_at=clock.now(), **written
-            )
+            job_succeed(snapshot, **_write(snapshot))
         except ApplicationError as exc:
-            job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=exc.message, finished_at=clock.now())
+            job_fail(snapshot, exc.message)
         except TRANSIENT_DB_ERRORS as exc:
             _after_transient(snapshot, exc, may_retry=may_retry)
             raise
@@ -269,21 +215,13 @@ def _after_transient(snapshot: ExportSnapshot, exc: BaseException, *, may_retry:
         if not owner:
             logger.info("Export snapshot %s: another worker took it over after %s.", snapshot.pk, exc)
         elif may_retry:
-            _requeue(snapshot, reason=f"Retrying after a database error: {exc}")
+            job_requeue(snapshot, reason=f"Retrying after a database error: {exc}")
         else:
             _fail_unexpected(snapshot, exc)
 
 
 def _fail_unexpected(snapshot: ExportSnapshot, exc: BaseException) -> None:
-    reason = f"The export stopped on an unexpected error ({type(exc).__name__}); no file was written."
-    job_update(snapshot, status=ExportSnapshot.Status.FAILED, error=reason, finished_at=clock.now())
-
-
-def _requeue(snapshot: ExportSnapshot, *, reason: str, **fields: object) -> None:
-    """Put a running snapshot back in the queue, saying why; a snapshot that finished meanwhile stays finished."""
-    ExportSnapshot.objects.filter(pk=snapshot.pk, status=ExportSnapshot.Status.RUNNING).update(
-        status=ExportSnapshot.Status.QUEUED, progress=0.0, error=reason, **fields
-    )
+    job_fail(snapshot, f"The export stopped on an unexpected error ({type(exc).__name__}); no file was written.")
 
 
 def _margins(snapshot: ExportSnapshot) -> list[float]:
@@ -348,7 +286,9 @@ def _write(snapshot: ExportSnapshot) -> dict:
     try:
         temp = work / target.name
         with SnapshotWriter(temp, packed=spec.filters.images, timestamp=snapshot.created_at) as writer:
-            for split, line in _lines(fmt, spec, verdicts, writer, summary, _Progress(snapshot)):
+            for split, line in _lines(
+                fmt, spec, verdicts, writer, summary, Throttled(job_progress(snapshot, most=PROGRESS_WRITING))
+            ):
                 writer.add_row(split, line)
                 summary.rows[split] += 1
             if writer.packed:
@@ -360,7 +300,7 @@ def _write(snapshot: ExportSnapshot) -> dict:
 
 
 def _lines(
-    fmt: Format, spec: Spec, verdicts: Verdicts, writer: SnapshotWriter, summary: Summary, progress: _Progress
+    fmt: Format, spec: Spec, verdicts: Verdicts, writer: SnapshotWriter, summary: Summary, progress: ProgressCallback
 ) -> Iterator[tuple[str, dict]]:
     """Yield (split, row) of the format, adding each row's images to the zip as it goes by."""
     if fmt.per_annotation:

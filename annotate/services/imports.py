@@ -8,7 +8,7 @@ every campaign that shows them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -21,10 +21,9 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
-from annotate import clock
-from annotate.exceptions import ApplicationError, ImportRejectedError, NotFoundError
+from annotate.exceptions import ApplicationError, ImportRejectedError
 from annotate.models import Campaign, Image, ImportJob, Item, Pair, PriorLabel, Response
-from annotate.services.jobs import job_send, job_update, jobs_unsent
+from annotate.services.jobs import ProgressCallback, Throttled, job_fail, job_progress, job_send, job_succeed, job_taken
 from annotate.services.model_runs import after_import
 from rewardlab.package.images import ImageInfo, ImageRejectedError, inspect_image
 from rewardlab.package.layouts import ItemSpecParser
@@ -40,15 +39,10 @@ from rewardlab.package.package import (
 )
 
 BATCH_SIZE = 1000
-IMPORT_QUEUE = "cpu"
 # Enough to show a pattern in a bad file without building a huge error list.
 MAX_ERRORS = 50
 # Validation moves progress from 0 to VALIDATED; the write transaction is the rest.
 VALIDATED = 0.9
-# Progress is written at most once per this step, not once per line.
-PROGRESS_STEP = 0.02
-
-ProgressCallback = Callable[[float], None]
 T = TypeVar("T")
 
 
@@ -82,25 +76,6 @@ class _Plan:
         self.gold += len(spec.gold)
 
 
-class _Progress:
-    """Report the fraction done to the job row (seen by other connections) and to the caller."""
-
-    def __init__(self, *, job: ImportJob | None, on_progress: ProgressCallback | None) -> None:
-        self.job = job
-        self.on_progress = on_progress
-        self.reported = 0.0
-
-    def __call__(self, fraction: float) -> None:
-        if fraction < 1.0 and fraction - self.reported < PROGRESS_STEP:
-            return
-        self.reported = fraction
-        if self.job is not None:
-            ImportJob.objects.filter(pk=self.job.pk).update(progress=fraction)
-            self.job.progress = fraction
-        if self.on_progress is not None:
-            self.on_progress(fraction)
-
-
 def import_package(
     *,
     campaign: Campaign,
@@ -114,7 +89,7 @@ def import_package(
     nothing, not even an image file, has been written. `on_progress` gets fractions from 0 to 1. After
     the import, prior labels queue a retrain (`after_import`).
     """
-    progress = _Progress(job=job, on_progress=on_progress)
+    progress = Throttled(on_progress or _ignore_progress)
     try:
         with open_package(path) as package:
             plan = _validate(package, campaign=campaign, progress=progress)
@@ -162,6 +137,10 @@ def _validate(package: Package, *, campaign: Campaign, progress: ProgressCallbac
     plan.errors.extend(_existing_ids(campaign, plan.first_line))
     plan.errors = sorted(plan.errors, key=lambda error: error[0].start if error[0] else -1)[:MAX_ERRORS]
     return plan
+
+
+def _ignore_progress(fraction: float) -> None:
+    """The progress callback of a caller that asked for none."""
 
 
 def _error_entry(line: Line | None, reason: str) -> dict:
@@ -312,51 +291,31 @@ def import_job_create(*, campaign: Campaign, upload: UploadedFile, created_by: A
     with transaction.atomic():
         job.file.save(filename, upload, save=False)
         job.save()
-        transaction.on_commit(lambda: _import_job_enqueue(job.pk))
+        transaction.on_commit(lambda: job_send(job))
     return job
 
 
-def _import_job_enqueue(job_id: int) -> bool:
-    """Queue the run; with the broker down the job stays QUEUED and unsent, and the upload still succeeds."""
-    from workers.tasks import import_job_run as import_job_run_task
-
-    return job_send(ImportJob, job_id, import_job_run_task, queue=IMPORT_QUEUE)
-
-
-def imports_dispatch_pending() -> int:
-    """Send every queued import job that was never sent (or long ago, untaken); return how many were sent."""
-    return sum(_import_job_enqueue(job_id) for job_id in jobs_unsent(ImportJob).values_list("pk", flat=True))
-
-
-def import_job_run(*, job_id: int) -> ImportJob:
-    """Run a queued import; a finished job is returned untouched, so a redelivered task does nothing.
-
-    A job found RUNNING is run again: tasks acknowledge late, so that is a worker that died mid-run, and
-    a run that dies wrote nothing (pass 2 is one transaction).
-    """
-    job = ImportJob.objects.select_related("campaign").filter(pk=job_id).first()
-    if job is None:
-        raise NotFoundError(f"No import job {job_id}.")
-    if job.is_terminal:
-        return job
-    job_update(job, status=ImportJob.Status.RUNNING, progress=0.0, errors=[])
-    try:
-        summary = import_package(campaign=job.campaign, path=Path(job.file.path), job=job)
-    except ImportRejectedError as exc:
-        job_update(job, status=ImportJob.Status.FAILED, errors=exc.errors, finished_at=clock.now())
-        return job
-    except Exception as exc:
-        reason = f"The import stopped on an unexpected error ({type(exc).__name__}); nothing was written."
-        errors = [{"line": None, "reason": reason}]
-        job_update(job, status=ImportJob.Status.FAILED, errors=errors, finished_at=clock.now())
-        raise
-    job_update(
-        job,
-        status=ImportJob.Status.SUCCEEDED,
-        progress=1.0,
-        items_created=summary.items,
-        pairs_created=summary.pairs,
-        lines_total=summary.items,
-        finished_at=clock.now(),
-    )
+def import_job_run(*, job_id: int, worker: str = "") -> ImportJob | None:
+    """Run an import job for this worker; None when it is not to be run (`jobs.job_taken`): a redelivered
+    task does nothing. A job whose worker died is run again from the start: pass 2 is one transaction,
+    so a run that dies wrote nothing."""
+    with job_taken(ImportJob, job_id, worker=worker, errors=[]) as job:
+        if job is None:
+            return None
+        try:
+            summary = import_package(
+                campaign=job.campaign, path=Path(job.file.path), job=job, on_progress=job_progress(job)
+            )
+        except ImportRejectedError as exc:
+            job_fail(job, _rejected(exc.errors), errors=exc.errors)
+            return job
+        except Exception as exc:
+            reason = f"The import stopped on an unexpected error ({type(exc).__name__}); nothing was written."
+            job_fail(job, reason, errors=[{"line": None, "reason": reason}])
+            raise
+        job_succeed(job, items_created=summary.items, pairs_created=summary.pairs, lines_total=summary.items)
     return job
+
+
+def _rejected(errors: list[dict]) -> str:
+    return f"The package was rejected ({len(errors)} problem{'s' if len(errors) != 1 else ''}); nothing was written."

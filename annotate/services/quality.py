@@ -19,7 +19,7 @@ from annotate.bulk import staged_update
 from annotate.models import Campaign, Membership, Pair
 from annotate.quality.consensus import consensus
 from annotate.services.campaigns import membership_pause
-from annotate.services.model_runs import campaign_work_send
+from annotate.services.jobs import campaign_work_send
 from annotate.stats import NO_GOLD, GoldScore, gold_failing, gold_scores, label_table
 
 # A request no worker started this long after it was sent is taken as lost, and the next label sends another.

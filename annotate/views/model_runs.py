@@ -17,8 +17,9 @@ from django_htmx.http import reswap, retarget
 
 from annotate import access, charts, selectors
 from annotate.exceptions import ConflictError
-from annotate.models import Campaign, ModelRun
-from annotate.services.model_runs import model_run_request_by_lead, runs_reap_dead, workers_online
+from annotate.models import Campaign
+from annotate.services.jobs import workers_online
+from annotate.services.model_runs import model_run_request_by_lead
 from annotate.views.auth import login_required
 from annotate.views.errors import renders_errors
 from annotate.views.polling import polled_fragment
@@ -81,16 +82,7 @@ def model_page(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
     if request.method == "POST":
         return _retrain(request, campaign_id)
     campaign = access.campaign_for(request.user, campaign_id, access.READ_DATA)
-    # A run whose worker died would otherwise show as running until the next retrain is asked for.
-    runs_reap_dead(campaign=campaign)
     return _page(request, campaign)
-
-
-def _run_fresh(run: ModelRun) -> ModelRun:
-    """Return the run, failed first if its worker stopped beating, so a poll never spins forever."""
-    if not run.is_terminal and runs_reap_dead(campaign=run.campaign):
-        run.refresh_from_db()
-    return run
 
 
 @require_safe
@@ -98,7 +90,7 @@ def _run_fresh(run: ModelRun) -> ModelRun:
 @renders_errors
 def model_run_status(request: HttpRequest, run_id: int) -> HttpResponseBase:
     """Render one run's status fragment for htmx polling; a plain request goes to the model page."""
-    run = _run_fresh(selectors.model_run_for(request.user, run_id, access.READ_DATA))
+    run = selectors.model_run_for(request.user, run_id, access.READ_DATA)
     if not request.htmx:
         return redirect("model-page", campaign_id=run.campaign_id)
     context = {"run": run, "campaign": run.campaign}

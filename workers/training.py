@@ -1,4 +1,5 @@
-"""Running a reward-model run inside a worker: load the campaign's labels, train, score, switch models.
+"""A reward-model run inside a worker: load the campaign's labels (`workers.campaign_data`), train, score,
+switch models.
 
 The order is what keeps annotation safe: the new model's scores are written next to the old ones, and
 only then, in one short transaction, does the campaign's `active_model` point at the new run. Until that
@@ -11,22 +12,21 @@ Workers import this module (it pulls in torch through `rewardlab`); the web proc
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter, defaultdict
 
 import numpy as np
 import torch
 from django.conf import settings
-from django.core.files.storage import default_storage
-from django.db import close_old_connections, connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db import close_old_connections, transaction
+from django.db.models import Exists, OuterRef
 
 from annotate import clock
 from annotate.bulk import rows_insert
 from annotate.exceptions import TRANSIENT_DB_ERRORS
-from annotate.models import Annotation, Campaign, Item, ModelRun, Pair, PairScore, PriorLabel
-from annotate.services.model_runs import GPU_QUEUE, retrain_if_due, run_dir, run_files_delete, runs_prune
+from annotate.models import Campaign, ModelRun, Pair, PairScore
+from annotate.services.jobs import GPU_QUEUE, job_requeue, job_succeed, job_taken
+from annotate.services.model_runs import retrain_if_due, run_dir, run_files_delete, runs_prune
 from annotate.services.priorities import priorities_update
 from annotate.services.quality import consensus_refresh
 from rewardlab import data as rl
@@ -35,6 +35,7 @@ from rewardlab.config import EncoderConfig, RunConfig, TrainConfig, margins_for
 from rewardlab.pipeline import features_for, model_load, model_score_pairs, model_train
 from rewardlab.scoring import SCORE_FIELDS, Scores
 from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
+from workers.campaign_data import campaign_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -70,58 +71,6 @@ def training_config_for(campaign: Campaign, *, device: str, queue: str) -> RunCo
     return VLMRunConfig(VLMConfig(model_dir=settings.REWARDLAB_VLM), train)
 
 
-class StorageImages:
-    """Item images read from Django's storage by SHA-256, only when an encoder needs their bytes."""
-
-    def __init__(self, names: dict[str, str]) -> None:
-        self.names = names
-
-    def read(self, key: str) -> bytes:
-        try:
-            with default_storage.open(self.names[key], "rb") as fp:
-                return fp.read()
-        except (KeyError, OSError) as exc:
-            raise rl.DataError(f"image {key[:12]}: cannot be read ({exc}).") from exc
-
-
-def campaign_dataset(campaign: Campaign, *, pairs: QuerySet[Pair] | None = None) -> tuple[rl.Dataset, np.ndarray]:
-    """Return the campaign (or the given pairs of it) as a rewardlab Dataset, and the Pair id of each pair.
-
-    Labels: each prior label, each human annotation and each gold answer, all in canonical a/b.
-    """
-    pairs = Pair.objects.filter(campaign=campaign) if pairs is None else pairs
-    pair_rows = list(
-        pairs.order_by("id").values_list(
-            "id", "item_id", "a__external_id", "a__text", "b__external_id", "b__text", "gold_answer"
-        )
-    )
-    item_rows = list(
-        Item.objects.filter(pk__in=pairs.values("item_id"))  # a subquery: 100k ids would overflow parameters
-        .order_by("id")
-        .values_list("id", "external_id", "prompt", "image__sha256", "image__file", "facts", "meta")
-    )
-    item_index = {row[0]: index for index, row in enumerate(item_rows)}
-    pair_index = {row[0]: index for index, row in enumerate(pair_rows)}
-    labels = [
-        rl.Label(pair_index[pair_id], choice, strength, source)
-        for source, model in (("prior", PriorLabel), ("human", Annotation))
-        for pair_id, choice, strength in model.objects.filter(pair__in=pairs)
-        .order_by("id")
-        .values_list("pair_id", "more_hallucinated", "strength")
-    ]
-    labels += [rl.Label(index, row[6], None, "gold") for index, row in enumerate(pair_rows) if row[6]]
-    dataset = rl.Dataset(
-        items=[rl.Item(ext, prompt, sha, facts or {}, meta or {}) for _, ext, prompt, sha, _, facts, meta in item_rows],
-        pairs=[
-            rl.Pair(item_index[item_id], a_id, a_text, b_id, b_text)
-            for _, item_id, a_id, a_text, b_id, b_text, _ in pair_rows
-        ],
-        labels=labels,
-        images=StorageImages({row[3]: row[4] for row in item_rows}),
-    )
-    return dataset, np.array([row[0] for row in pair_rows], dtype=np.int64)
-
-
 def _reference_p(campaign: Campaign, pair_ids: np.ndarray) -> np.ndarray | None:
     """The active model's `p_a_better` per pair, 0.5 (no opinion) for pairs it never scored; None before any."""
     if campaign.active_model_id is None:
@@ -133,11 +82,7 @@ def _reference_p(campaign: Campaign, pair_ids: np.ndarray) -> np.ndarray | None:
 
 
 class _RunReporter:
-    """Write a run's stage and progress to its row, at most once per PROGRESS_STEP, and keep a heartbeat.
-
-    The heartbeat comes from a thread, so a long step with no progress (embedding thousands of images)
-    never looks like a dead worker; the thread uses its own database connection and closes it.
-    """
+    """Write a run's stage and progress to its row, at most once per PROGRESS_STEP, and time each stage."""
 
     def __init__(self, run: ModelRun) -> None:
         self.run = run
@@ -145,16 +90,6 @@ class _RunReporter:
         self.stage = ""
         self.seconds: dict[str, float] = {}  # wall time per stage, kept in the run's metrics
         self._stage_began = time.perf_counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run.pk}", daemon=True)
-
-    def __enter__(self) -> _RunReporter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _close_stage(self) -> None:
         now = time.perf_counter()
@@ -167,13 +102,6 @@ class _RunReporter:
         self._close_stage()
         return dict(self.seconds)
 
-    def _beat(self) -> None:
-        try:
-            while not self._stop.wait(settings.REWARDLAB_RUN_HEARTBEAT_SECONDS):
-                ModelRun.objects.filter(pk=self.run.pk, status=ModelRun.Status.RUNNING).update(heartbeat_at=clock.now())
-        finally:
-            connection.close()
-
     def __call__(self, stage: str, fraction: float = 0.0) -> None:
         stages = list(STAGE_START)
         start = STAGE_START[stage]
@@ -184,29 +112,12 @@ class _RunReporter:
         if stage != self.stage:
             self._close_stage()
         self.stage, self.reported = stage, progress
-        ModelRun.objects.filter(pk=self.run.pk, status=ModelRun.Status.RUNNING).update(
-            stage=stage, progress=progress, heartbeat_at=clock.now()
-        )
-
-
-def _claim(run_id: int, worker: str, device: str) -> ModelRun | None:
-    """Take a queued run for this worker; None when it is gone, finished, or another worker has it."""
-    now = clock.now()
-    claimed = ModelRun.objects.filter(pk=run_id, status=ModelRun.Status.QUEUED).update(
-        status=ModelRun.Status.RUNNING,
-        stage=ModelRun.Stage.LOADING,
-        progress=0.0,
-        worker=worker,
-        device=device,
-        started_at=now,
-        heartbeat_at=now,
-        error="",
-    )
-    return ModelRun.objects.select_related("campaign").get(pk=run_id) if claimed else None
+        ModelRun.objects.filter(pk=self.run.pk, status=ModelRun.Status.RUNNING).update(stage=stage, progress=progress)
 
 
 def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True, queue: str = "") -> ModelRun | None:
-    """Train, evaluate and score a queued run, make it the campaign's model, then refresh priorities.
+    """Train, evaluate and score a run, make it the campaign's model, then refresh priorities; None when
+    it is not to be run (`jobs.job_taken`: a redelivered or duplicate message does nothing).
 
     `queue` is the one the run's message came from (by default the one it was sent to): it picks the
     backend (`training_config_for`). A transient error puts the run back in the queue and raises
@@ -214,23 +125,22 @@ def model_run_execute(*, run_id: int, worker: str, may_retry: bool = True, queue
     campaign keeps the model it had.
     """
     device = device_default()
-    run = _claim(run_id, worker, device)
-    if run is None:
-        logger.info("Model run %s is not queued any more; nothing to do.", run_id)
-        return None
-    try:
-        with _RunReporter(run) as report:
-            _train_and_activate(run, device=device, queue=queue or run.queue, report=report)
-    except TRANSIENT_DB_ERRORS as exc:
-        close_old_connections()
-        if may_retry:
-            _requeue(run, exc)
-            raise TransientRunError(str(exc)) from exc
-        _fail(run, exc)
-        raise
-    except BaseException as exc:  # SoftTimeLimitExceeded is a BaseException subclass in some Celery pools
-        _fail(run, exc)
-        raise
+    with job_taken(ModelRun, run_id, worker=worker, device=device, stage=ModelRun.Stage.LOADING) as run:
+        if run is None:
+            logger.info("Model run %s is not to be run here; nothing to do.", run_id)
+            return None
+        try:
+            _train_and_activate(run, device=device, queue=queue or run.queue, report=_RunReporter(run))
+        except TRANSIENT_DB_ERRORS as exc:
+            close_old_connections()
+            if may_retry:
+                job_requeue(run, reason=f"Retrying after: {exc}")
+                raise TransientRunError(str(exc)) from exc
+            _fail(run, exc)
+            raise
+        except BaseException as exc:  # SoftTimeLimitExceeded is a BaseException subclass in some Celery pools
+            _fail(run, exc)
+            raise
     runs_prune(campaign=run.campaign)
     retrain_if_due(campaign_id=run.campaign_id)
     return run
@@ -262,12 +172,10 @@ def _train_and_activate(run: ModelRun, *, device: str, queue: str, report: _RunR
     fresh = Campaign.objects.get(pk=campaign.pk)
     consensus_refresh(campaign=fresh)
     summary = priorities_update(campaign=fresh)
-    ModelRun.objects.filter(pk=run.pk).update(
-        status=ModelRun.Status.SUCCEEDED,
+    job_succeed(
+        run,
         stage=ModelRun.Stage.DONE,
-        progress=1.0,
         metrics={**metrics, "surfaced": summary, "stage_seconds": report.stage_seconds()},
-        finished_at=clock.now(),
     )
 
 
@@ -323,12 +231,6 @@ def _activate(run: ModelRun, *, metrics: dict, sha256: str, path: str) -> bool:
         if updated:
             Campaign.objects.filter(pk=run.campaign_id).update(active_model=run)
     return bool(updated)
-
-
-def _requeue(run: ModelRun, exc: BaseException) -> None:
-    ModelRun.objects.filter(pk=run.pk, status=ModelRun.Status.RUNNING).update(
-        status=ModelRun.Status.QUEUED, stage=ModelRun.Stage.QUEUED, progress=0.0, error=f"Retrying after: {exc}"
-    )
 
 
 def _fail(run: ModelRun, exc: BaseException) -> None:
