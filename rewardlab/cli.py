@@ -25,7 +25,7 @@ from rewardlab.config import CURATIONS, LABEL_SETS, WEIGHTINGS, EncoderConfig, M
 from rewardlab.data import DataError, Dataset, load_dataset
 from rewardlab.labels import current_labels
 from rewardlab.metrics import metrics_compute
-from rewardlab.pipeline import RewardModel, model_load, model_score_pairs, model_train
+from rewardlab.pipeline import TrainedHeads, model_load, model_score_pairs, model_train
 from rewardlab.scoring import Scores
 
 DEFAULT_CACHE = Path.home() / ".cache" / "rewardlab"
@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 @contextmanager
-def _scored(args: argparse.Namespace) -> Iterator[tuple[RewardModel, Artifact, Dataset, Scores]]:
+def _scored(args: argparse.Namespace) -> Iterator[tuple[TrainedHeads, Artifact, Dataset, Scores]]:
     """Load MODEL_DIR and DATA and score every pair; DATA stays open inside the block."""
     model, artifact = model_load(args.model, device=args.device or default_device())
     with load_dataset(args.data) as dataset:
