@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from rewardlab.artifacts import Artifact, ArtifactError
 from rewardlab.config import CURATIONS, LABEL_SETS, WEIGHTINGS, EncoderConfig, ModelConfig, RunConfig, TrainConfig
-from rewardlab.data import DataError, Dataset, load_dataset
+from rewardlab.data import DataError, Dataset
 from rewardlab.labels import current_labels
 from rewardlab.metrics import metrics_compute
 from rewardlab.pipeline import TrainedHeads, model_load, model_score_pairs, model_train
+from rewardlab.readers import load_dataset
 from rewardlab.scoring import Scores
 
 if TYPE_CHECKING:

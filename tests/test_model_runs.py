@@ -26,8 +26,9 @@ from annotate.services.model_runs import (
     worker_seen,
 )
 from annotate.services.training import TransientRunError, model_run_execute, prior_review, scores_fill
-from rewardlab.data import Dataset, Item, Label, MemoryImages
+from rewardlab.data import Dataset, Item, Label
 from rewardlab.data import Pair as DataPair
+from rewardlab.image_sources import MemoryImages
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.factories import make_pairs
 

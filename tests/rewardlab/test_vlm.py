@@ -15,9 +15,10 @@ import torch
 
 from rewardlab.artifacts import ArtifactError
 from rewardlab.cli import main
-from rewardlab.data import Dataset, load_dataset
+from rewardlab.data import Dataset
 from rewardlab.labels import samples_build
 from rewardlab.pipeline import model_load, model_score_pairs, model_train
+from rewardlab.readers import load_dataset
 from rewardlab.scoring import SCORE_FIELDS
 from rewardlab.synthetic import SyntheticConfig, write_package
 from rewardlab.vlm.batches import Collator, conversation, length_batches
