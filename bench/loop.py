@@ -43,11 +43,12 @@ import torch
 from rewardlab.cache import EmbeddingCache
 from rewardlab.config import RunConfig, TrainConfig
 from rewardlab.curation import curation_round
-from rewardlab.data import Dataset, Label, load_dataset
+from rewardlab.data import Dataset, Label
 from rewardlab.features import Encoders, features_build
 from rewardlab.labels import current_labels
 from rewardlab.metrics import pairwise_accuracy
 from rewardlab.pipeline import model_score, model_train
+from rewardlab.readers import load_dataset
 from rewardlab.scenes import HELD_OUT_VARIANTS, FamilyConfig
 from rewardlab.scenes import write_package as family_write
 from rewardlab.synthetic import SyntheticConfig, write_package

@@ -75,8 +75,8 @@ def child_main(spec: dict) -> None:
     """Train and score one variant; print the run's throughput report as JSON on stdout."""
     import torch
 
-    from rewardlab.data import load_dataset
     from rewardlab.pipeline import model_train
+    from rewardlab.readers import load_dataset
     from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
 
     torch.manual_seed(0)

@@ -18,15 +18,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rewardlab.artifacts import Artifact, ArtifactError
 from rewardlab.config import CURATIONS, LABEL_SETS, WEIGHTINGS, EncoderConfig, ModelConfig, RunConfig, TrainConfig
-from rewardlab.data import DataError, Dataset, load_dataset
+from rewardlab.data import DataError, Dataset
 from rewardlab.labels import current_labels
 from rewardlab.metrics import metrics_compute
-from rewardlab.pipeline import RewardModel, model_load, model_score_pairs, model_train
+from rewardlab.pipeline import TrainedHeads, model_load, model_score_pairs, model_train
+from rewardlab.readers import load_dataset
 from rewardlab.scoring import Scores
+
+if TYPE_CHECKING:
+    from rewardlab.vlm.reward_model import TrainedVLM
 
 DEFAULT_CACHE = Path.home() / ".cache" / "rewardlab"
 EXIT_USAGE = 2
@@ -81,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 @contextmanager
-def _scored(args: argparse.Namespace) -> Iterator[tuple[RewardModel, Artifact, Dataset, Scores]]:
+def _scored(args: argparse.Namespace) -> Iterator[tuple[TrainedHeads | TrainedVLM, Artifact, Dataset, Scores]]:
     """Load MODEL_DIR and DATA and score every pair; DATA stays open inside the block."""
     model, artifact = model_load(args.model, device=args.device or default_device())
     with load_dataset(args.data) as dataset:

@@ -80,8 +80,8 @@ class EnsembleBag(nn.Module):
         return (sums.reshape(members, -1, dim) / counts).reshape(members, *ids.shape[:-1], dim)
 
 
-class RewardHeads(nn.Module):
-    """An ensemble of reward heads; `multimodal=False` makes the text-only twin of the same shape."""
+class HeadsNet(nn.Module):
+    """The heads backend's network: K reward heads over embeddings; `multimodal=False` makes the text-only twin."""
 
     def __init__(
         self,
@@ -169,9 +169,9 @@ class RewardHeads(nn.Module):
         return rewards[:, 0], rewards[:, 1]
 
 
-def heads_build(run: RunConfig, dims: dict[str, int], *, multimodal: bool) -> RewardHeads:
+def heads_build(run: RunConfig, dims: dict[str, int], *, multimodal: bool) -> HeadsNet:
     """Build one ensemble of a run; the two ensembles get distinct initialisations fixed by the seed."""
-    return RewardHeads(
+    return HeadsNet(
         run.model,
         run.encoders,
         text_dim=dims["text_dim"],

@@ -28,25 +28,28 @@ from rewardlab.data import Dataset
 from rewardlab.features import Encoders, Features, features_build
 from rewardlab.labels import current_labels, folds_of_items, pair_folds, samples_build, trained_item_folds
 from rewardlab.metrics import metrics_compute
-from rewardlab.model import RewardHeads, heads_build
+from rewardlab.model import HeadsNet, heads_build
 from rewardlab.scoring import Scores, scores_compute
 from rewardlab.train import predict, predict_parts, train_run
 from rewardlab.vlm.config import BACKEND as VLM_BACKEND
 from rewardlab.vlm.config import VLMRunConfig
 
 if TYPE_CHECKING:
-    from rewardlab.vlm.reward_model import VLMRewardModel
+    from rewardlab.vlm.reward_model import TrainedVLM
 
 ARTIFACT_FORMAT = 2  # 2: the multimodal heads split r_text + r_image (issue 14)
 
 
 @dataclass
-class RewardModel:
-    """A trained model in memory: both ensembles plus the folds of the items they trained on."""
+class TrainedHeads:
+    """A trained heads-backend model, as `model_train` returns it and `model_load` rebuilds it to score.
+
+    It holds both ensembles plus the folds of the items they trained on.
+    """
 
     run: RunConfig
-    multimodal: RewardHeads
-    text_only: RewardHeads
+    multimodal: HeadsNet
+    text_only: HeadsNet
     item_hashes: np.ndarray  # [n] int64, sorted: items some member trained on
     item_folds: np.ndarray  # [n] their folds
     dims: dict[str, int]
@@ -72,7 +75,7 @@ def model_train(
     reference_p: np.ndarray | None = None,
     progress: bool = True,
     on_progress: Callable[[str, float], None] | None = None,
-) -> tuple[RewardModel, Scores, dict[str, Any]]:
+) -> tuple[TrainedHeads, Scores, dict[str, Any]]:
     """Train both ensembles on `dataset`'s labels, score every pair, and write the artifact to `out`.
 
     `reference_p` [P], a previous run's honest `p_a_better` per pair, lets EGT curate from it instead of
@@ -105,7 +108,7 @@ def model_train(
         on_progress=lambda fraction: report("training", fraction),
     )
     hashes, folds = trained_item_folds(dataset, samples, fold_of_item)
-    model = RewardModel(run, trained.multimodal, trained.text_only, hashes, folds, features.dims)
+    model = TrainedHeads(run, trained.multimodal, trained.text_only, hashes, folds, features.dims)
     report("scoring", 0.0)
     scores = model_score(model, dataset, features)
     metrics = metrics_compute(dataset, scores, current_labels(dataset, run.train))
@@ -122,7 +125,7 @@ def model_train(
     return model, scores, metrics
 
 
-def model_score(model: RewardModel, dataset: Dataset, features: Features) -> Scores:
+def model_score(model: TrainedHeads, dataset: Dataset, features: Features) -> Scores:
     """Score every pair of `dataset`: out-of-fold where the model trained on the item, else the mean."""
     device = model.run.train.device
     multimodal, image = predict_parts(model.multimodal, features, device=device)
@@ -136,7 +139,7 @@ def model_score(model: RewardModel, dataset: Dataset, features: Features) -> Sco
     )
 
 
-def model_save(model: RewardModel, out: str | Path, metrics: dict[str, Any]) -> Artifact:
+def model_save(model: TrainedHeads, out: str | Path, metrics: dict[str, Any]) -> Artifact:
     """Write the artifact atomically: a reader sees the old model or the new one, never half of one."""
     tensors = {f"multimodal.{k}": v for k, v in model.multimodal.state_dict().items()}
     tensors |= {f"text_only.{k}": v for k, v in model.text_only.state_dict().items()}
@@ -145,7 +148,7 @@ def model_save(model: RewardModel, out: str | Path, metrics: dict[str, Any]) -> 
     return artifact_write(out, config=config, tensors=tensors, metrics=metrics)
 
 
-def model_load(path: str | Path, *, device: str | None = None) -> tuple[RewardModel | VLMRewardModel, Artifact]:
+def model_load(path: str | Path, *, device: str | None = None) -> tuple[TrainedHeads | TrainedVLM, Artifact]:
     """Read and verify an artifact and rebuild the model of its backend; `device` overrides the one it trained on."""
     artifact = artifact_read(path)
     if artifact.config.get("backend") == VLM_BACKEND:
@@ -168,11 +171,11 @@ def model_load(path: str | Path, *, device: str | None = None) -> tuple[RewardMo
         heads.load_state_dict({k[len(prefix) :]: v for k, v in artifact.tensors.items() if k.startswith(prefix)})
         parts[name] = heads.to(run.train.device).eval()
     hashes, folds = artifact.tensors["items.hash"].numpy(), artifact.tensors["items.fold"].numpy()
-    return RewardModel(run, parts["multimodal"], parts["text_only"], hashes, folds, dims), artifact
+    return TrainedHeads(run, parts["multimodal"], parts["text_only"], hashes, folds, dims), artifact
 
 
 def model_score_pairs(
-    model: RewardModel | VLMRewardModel,
+    model: TrainedHeads | TrainedVLM,
     dataset: Dataset,
     *,
     cache_dir: str | Path | None = None,
@@ -182,7 +185,7 @@ def model_score_pairs(
 
     The heads read embeddings (encoded through the cache at `cache_dir`); the VLM reads the images itself.
     """
-    if isinstance(model, RewardModel):
+    if isinstance(model, TrainedHeads):
         return model_score(model, dataset, features_for(dataset, model.run, cache_dir, progress=progress))
     from rewardlab.vlm.reward_model import vlm_score
 

@@ -32,7 +32,7 @@ from rewardlab.losses import (
     shortcut_failure_coefficient,
     weighted_mean,
 )
-from rewardlab.model import RewardHeads, heads_build
+from rewardlab.model import HeadsNet, heads_build
 from rewardlab.scoring import probability_against
 
 PREDICT_BATCH = 4096
@@ -50,15 +50,18 @@ class Curation:
 
 
 @dataclass
-class Fit:
-    """A trained ensemble and its per-epoch held-out losses (mean over members), for learning curves."""
+class HeadsFit:
+    """What `fit` returns: one trained heads ensemble and its per-epoch held-out losses, for learning curves.
 
-    heads: RewardHeads
+    Each loss is the mean over members.
+    """
+
+    heads: HeadsNet
     history: list[dict] = field(default_factory=list)
 
 
 @torch.no_grad()
-def predict_parts(heads: RewardHeads, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
+def predict_parts(heads: HeadsNet, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
     """Return the reward differences r_a - r_b [K, len(pairs)] of every member, and those of r_image alone.
 
     The first are the logits of P(a better); the second, None for the text-only twin, are what looking at
@@ -82,7 +85,7 @@ def predict_parts(heads: RewardHeads, features: Features, pairs: np.ndarray | No
     return joined(totals), joined(images) if heads.multimodal else None
 
 
-def predict(heads: RewardHeads, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
+def predict(heads: HeadsNet, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
     """Return reward differences r_a - r_b [K, len(pairs)] (logits of P(a better)) for every member."""
     return predict_parts(heads, features, pairs, device)[0]
 
@@ -107,12 +110,12 @@ def curriculum_share(epoch: int, config: TrainConfig) -> float:
 class _Best:
     """Each member's parameters at its lowest held-out loss, and its patience count."""
 
-    def __init__(self, heads: RewardHeads, members: int) -> None:
+    def __init__(self, heads: HeadsNet, members: int) -> None:
         self.loss = np.full(members, np.inf)
         self.waited = np.zeros(members, dtype=int)
         self.state = {name: p.detach().clone() for name, p in heads.named_parameters()}
 
-    def update(self, heads: RewardHeads, losses: np.ndarray) -> None:
+    def update(self, heads: HeadsNet, losses: np.ndarray) -> None:
         better = losses < self.loss
         self.loss = np.where(better, losses, self.loss)
         self.waited = np.where(better, 0, self.waited + 1)
@@ -120,7 +123,7 @@ class _Best:
         for name, param in heads.named_parameters():
             self.state[name][index] = param.detach()[index]
 
-    def restore(self, heads: RewardHeads) -> None:
+    def restore(self, heads: HeadsNet) -> None:
         with torch.no_grad():
             for name, param in heads.named_parameters():
                 param.copy_(self.state[name])
@@ -142,7 +145,7 @@ def _held_out_losses(heads, features, samples, sample_fold, device) -> np.ndarra
 
 
 def fit(
-    heads: RewardHeads,
+    heads: HeadsNet,
     features: Features,
     samples: Samples,
     sample_fold: np.ndarray,
@@ -154,7 +157,7 @@ def fit(
     desc: str = "train",
     progress: bool = True,
     on_epoch: Callable[[int], None] | None = None,
-) -> Fit:
+) -> HeadsFit:
     """Train K members on their folds; stop each at its best held-out loss. Deterministic for the seed.
 
     `sample_weight` [N] multiplies the labels' own weights (SFC); `curation` drops, down-weights and
@@ -168,7 +171,7 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     best = _Best(heads, members)
-    result = Fit(heads)
+    result = HeadsFit(heads)
     member_index = torch.arange(members, device=device)[:, None]
     fold_t = torch.from_numpy(sample_fold).to(device)
     sign, margin = (torch.from_numpy(a).to(device) for a in (samples.sign, samples.margin))
@@ -262,11 +265,11 @@ def _with_contrast(curation: Curation | None, added: int) -> Curation | None:
 
 
 @dataclass
-class Trained:
-    """The two ensembles of a run, their training histories and what curation did."""
+class HeadsTrainResult:
+    """What `train_run` returns: the two heads ensembles, their training histories and what curation did."""
 
-    multimodal: RewardHeads
-    text_only: RewardHeads
+    multimodal: HeadsNet
+    text_only: HeadsNet
     history: dict[str, list[dict]]
     curated: int
     contrast_pairs: int = 0
@@ -281,7 +284,7 @@ def train_run(
     reference_p: np.ndarray | None = None,
     progress: bool = True,
     on_progress: Callable[[float], None] | None = None,
-) -> Trained:
+) -> HeadsTrainResult:
     """Train the text-only twin, then the multimodal ensemble with SFC, EGT and image-contrast pairs.
 
     `reference_p` [N], honest P(a better) per sample from an earlier model, replaces the probe ensemble
@@ -307,11 +310,11 @@ def train_run(
             return None
         return lambda epoch: on_progress((index + epoch / config.max_epochs) / fits)
 
-    def honest(heads: RewardHeads) -> np.ndarray:
+    def honest(heads: HeadsNet) -> np.ndarray:
         """Out-of-fold logits of every labeled sample."""
         return out_of_fold(predict(heads, features, samples.pair, config.device), sample_fold)
 
-    def multimodal(desc: str, weights: np.ndarray | None, curation: Curation | None = None) -> Fit:
+    def multimodal(desc: str, weights: np.ndarray | None, curation: Curation | None = None) -> HeadsFit:
         weights = None if weights is None else np.concatenate([weights, np.ones(added, np.float32)])
         return fit(
             heads_build(run, dims, multimodal=True),
@@ -351,7 +354,7 @@ def train_run(
     final = multimodal("multimodal", sfc_weights(reference, text_loss, samples, config), curation)
     history["multimodal"] = final.history
     curated = 0 if curation is None else curation.curated
-    return Trained(final.heads, twin.heads, history, curated=curated, contrast_pairs=added)
+    return HeadsTrainResult(final.heads, twin.heads, history, curated=curated, contrast_pairs=added)
 
 
 def sfc_weights(reference: np.ndarray | None, text_loss: np.ndarray, samples: Samples, config: TrainConfig):

@@ -44,7 +44,7 @@ from annotate.services.campaigns import campaign_create, membership_set
 from annotate.services.exports import export_snapshot_create, export_snapshot_run
 from annotate.services.imports import import_job_run, import_package
 from annotate.services.quality import consensus_refresh
-from rewardlab import data as rl
+from rewardlab import readers
 from tests.conftest import wait_for
 from tests.factories import image_stored
 from tests.test_loop_worker import broker_unreachable
@@ -384,7 +384,7 @@ def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardl
         assert worse.text == rejected.text, "the label's direction survives"
         assert item.meta["weight"] > 0 and item.meta["split"] in ("train", "test")
 
-    with rl.load_dataset(snapshot_path(snapshot)) as data:
+    with readers.load_dataset(snapshot_path(snapshot)) as data:
         assert len(data.pairs) == len(data.labels) == 6
         by_key = {(data.items[p.item].external_id, p.a_id, p.b_id): i for i, p in enumerate(data.pairs)}
         agreed = data.labels[by_key[("scene-a", "r0", "r1")]]
@@ -435,7 +435,7 @@ def test_trl_dpo_and_llava_rlhf_exports_import_back(pairs, campaign, fmt):
 def test_an_annotations_export_reads_with_rewardlab(pairs, campaign):
     snapshot = export(campaign, "annotations", gold="exclude")
 
-    with rl.load_dataset(snapshot_path(snapshot)) as data:
+    with readers.load_dataset(snapshot_path(snapshot)) as data:
         assert len(data.labels) == snapshot.rows == Annotation.objects.exclude(pair=pairs["gold"]).count()
         assert all(label.source == "human" for label in data.labels)
         scene = next(item for item in data.items if item.external_id == "scene-a")

@@ -23,8 +23,9 @@ from annotate.services.model_runs import (
     run_dir,
     runs_prune,
 )
-from rewardlab.data import Dataset, Item, Label, MemoryImages
+from rewardlab.data import Dataset, Item, Label
 from rewardlab.data import Pair as DataPair
+from rewardlab.image_sources import MemoryImages
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.factories import make_pairs
 from workers import training

@@ -2,7 +2,7 @@
 
 Every paired format (`reward`, `trl-dpo`, `mdpo`, `llamafactory`, `llava-rlhf`) is made from the same
 pair row and carries the same provenance columns after its own (`PAIRED_EXTRA`): the pair's identity in
-canonical a/b (so `rewardlab.data` rebuilds the pair and an import keeps it in `meta`), how its label was
+canonical a/b (so `rewardlab.readers` rebuilds the pair and an import keeps it in `meta`), how its label was
 made, its weight and margin, and the model's scores. Only pairs whose label names a side (`a` or `b`)
 become paired rows: chosen is the less hallucinated response, rejected the more hallucinated one.
 `kto` makes unpaired rows from every labeled pair, `both` and `neither` included.
@@ -179,7 +179,7 @@ def kto_rows(row: PairRow) -> list[dict]:
 
 
 def annotation_rows(row: AnnotationRow) -> list[dict]:
-    """Return the raw label in the layout `rewardlab.data` reads as an annotations export."""
+    """Return the raw label in the layout `rewardlab.readers` reads as an annotations export."""
     return [
         {
             "external_id": row.item.external_id,

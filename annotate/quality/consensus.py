@@ -141,7 +141,7 @@ def dawid_skene(
     max_iterations: int = DS_MAX_ITERATIONS,
     tolerance: float = DS_TOLERANCE,
 ) -> DawidSkene:
-    """Fit Dawid–Skene by EM from the vote shares; stop when no posterior moves by `tolerance`."""
+    """Estimate Dawid–Skene by EM from the vote shares; stop when no posterior moves by `tolerance`."""
     counts = incidence(table)
     votes = table.votes().astype(float)
     truth = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1.0)
@@ -192,7 +192,7 @@ def median_strength(table: LabelTable, choice: np.ndarray) -> np.ndarray:
 
 
 def reliability_fit(table: LabelTable) -> DawidSkene | None:
-    """Fit Dawid–Skene when the rule allows (`dawid_skene_applies`), else None: consensus is a majority."""
+    """Estimate Dawid–Skene when the rule allows (`dawid_skene_applies`), else None: consensus is a majority."""
     return dawid_skene(table) if dawid_skene_applies(table) else None
 
 

@@ -48,8 +48,8 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return (positions * attention_mask.bool()).argmax(-1)
 
 
-class RewardVLM(nn.Module):
-    """A backbone and a float32 linear head on each row's last real token."""
+class VLMNet(nn.Module):
+    """The VLM backend's network: a backbone and a float32 linear head on each row's last real token."""
 
     def __init__(self, backbone: nn.Module, hidden_size: int, *, input_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -67,13 +67,13 @@ class RewardVLM(nn.Module):
         return [(name, param) for name, param in self.named_parameters() if param.requires_grad]
 
 
-def trainable_state(model: RewardVLM) -> dict[str, torch.Tensor]:
+def trainable_state(model: VLMNet) -> dict[str, torch.Tensor]:
     """Return a CPU copy of the trainable tensors: one ensemble member (adapters and head, or every weight)."""
     return {name: param.detach().to("cpu", copy=True) for name, param in model.trainable()}
 
 
 @torch.no_grad()
-def trainable_load(model: RewardVLM, state: Mapping[str, torch.Tensor]) -> None:
+def trainable_load(model: VLMNet, state: Mapping[str, torch.Tensor]) -> None:
     """Put a member's tensors into the model; the names must match its trainable ones exactly."""
     params = dict(model.trainable())
     if set(params) != set(state):
@@ -83,7 +83,7 @@ def trainable_load(model: RewardVLM, state: Mapping[str, torch.Tensor]) -> None:
         param.copy_(state[name])
 
 
-def reward_vlm_build(config: VLMConfig, *, device: str, seed: int) -> tuple[RewardVLM, Any]:
+def vlm_net_build(config: VLMConfig, *, device: str, seed: int) -> tuple[VLMNet, Any]:
     """Load the backbone and processor from `config.model_dir`, add LoRA and the head; return both.
 
     The head and the adapters are drawn from `seed`, so a run and its reload build the same module.
@@ -100,7 +100,7 @@ def reward_vlm_build(config: VLMConfig, *, device: str, seed: int) -> tuple[Rewa
     if config.lora:
         backbone = _with_lora(backbone, config)
     hidden_size = backbone.config.get_text_config().hidden_size
-    return RewardVLM(backbone, hidden_size, input_dtype=dtype).to(device), processor
+    return VLMNet(backbone, hidden_size, input_dtype=dtype).to(device), processor
 
 
 def _with_lora(backbone: nn.Module, config: VLMConfig) -> nn.Module:

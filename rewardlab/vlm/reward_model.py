@@ -22,7 +22,7 @@ from rewardlab.labels import current_labels, pair_folds
 from rewardlab.scoring import Scores, scores_compute
 from rewardlab.vlm.batches import Collator, length_batches, prefetched
 from rewardlab.vlm.config import BACKEND, VLMRunConfig
-from rewardlab.vlm.model import RewardVLM, model_fingerprint, reward_vlm_build, trainable_load
+from rewardlab.vlm.model import VLMNet, model_fingerprint, trainable_load, vlm_net_build
 
 ARTIFACT_FORMAT = 1
 ENSEMBLES = ("multimodal", "text_only")
@@ -32,11 +32,11 @@ MemberState = dict[str, torch.Tensor]
 
 
 @dataclass
-class VLMRewardModel:
-    """One module and processor, and the members of both ensembles as trainable tensors to swap in."""
+class TrainedVLM:
+    """A trained VLM-backend model: one network and processor, and both ensembles' members as tensors to swap in."""
 
     run: VLMRunConfig
-    model: RewardVLM
+    model: VLMNet
     processor: Any
     multimodal: list[MemberState]
     text_only: list[MemberState]  # the same backbone without image or facts: the SFC twin
@@ -50,7 +50,7 @@ class VLMRewardModel:
         return Collator(self.processor, dataset, max_response_tokens=self.run.vlm.max_response_tokens)
 
 
-def placed(model: RewardVLM, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def placed(model: VLMNet, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Return a processor batch's tensors on the model's device, floating ones (pixels) in its dtype."""
     device = model.head.weight.device
     return {
@@ -62,7 +62,7 @@ def placed(model: RewardVLM, inputs: Mapping[str, Any]) -> dict[str, torch.Tenso
 
 @torch.no_grad()
 def member_logits(
-    model: RewardVLM, collator: Collator, pairs: np.ndarray, lengths: np.ndarray, *, multimodal: bool, batch_size: int
+    model: VLMNet, collator: Collator, pairs: np.ndarray, lengths: np.ndarray, *, multimodal: bool, batch_size: int
 ) -> np.ndarray:
     """Return r_a - r_b [len(pairs)] of the member now in `model`; `lengths` [P] orders the batches."""
     model.eval()
@@ -75,7 +75,7 @@ def member_logits(
     return out
 
 
-def ensemble_logits(model: VLMRewardModel, collator: Collator, *, multimodal: bool) -> np.ndarray:
+def ensemble_logits(model: TrainedVLM, collator: Collator, *, multimodal: bool) -> np.ndarray:
     """Return every member's logits on every pair of the collator's dataset [K, P]."""
     members = model.multimodal if multimodal else model.text_only
     pairs = np.arange(len(collator.dataset.pairs))
@@ -90,7 +90,7 @@ def ensemble_logits(model: VLMRewardModel, collator: Collator, *, multimodal: bo
     return np.stack(logits)
 
 
-def vlm_score(model: VLMRewardModel, dataset: Dataset, collator: Collator | None = None) -> Scores:
+def vlm_score(model: TrainedVLM, dataset: Dataset, collator: Collator | None = None) -> Scores:
     """Score every pair: out-of-fold where a member held its item out, else the members' mean."""
     collator = collator or model.collator(dataset)
     return scores_compute(
@@ -102,7 +102,7 @@ def vlm_score(model: VLMRewardModel, dataset: Dataset, collator: Collator | None
     )
 
 
-def vlm_save(model: VLMRewardModel, out: str | Path, metrics: dict[str, Any]) -> Artifact:
+def vlm_save(model: TrainedVLM, out: str | Path, metrics: dict[str, Any]) -> Artifact:
     """Write the artifact atomically: config with the backend and base model, member tensors, metrics."""
     tensors = {
         f"{name}.{k}.{key}": value
@@ -121,7 +121,7 @@ def vlm_save(model: VLMRewardModel, out: str | Path, metrics: dict[str, Any]) ->
     return artifact_write(out, config=config, tensors=tensors, metrics=metrics)
 
 
-def vlm_load(artifact: Artifact, *, device: str | None = None) -> VLMRewardModel:
+def vlm_load(artifact: Artifact, *, device: str | None = None) -> TrainedVLM:
     """Rebuild a model from its artifact over the base model it names; `device` overrides the trained one."""
     run = VLMRunConfig.from_dict(artifact.config["run"])
     run = run if device is None else run.on_device(device)
@@ -131,10 +131,10 @@ def vlm_load(artifact: Artifact, *, device: str | None = None) -> VLMRewardModel
             f"{artifact.path}: the base model at {run.vlm.model_dir} is not the one this run trained on "
             f"(fingerprint {recorded} expected, {found} found)."
         )
-    module, processor = reward_vlm_build(run.vlm, device=run.train.device, seed=run.train.seed)
+    module, processor = vlm_net_build(run.vlm, device=run.train.device, seed=run.train.seed)
     members = {name: _members(artifact.tensors, name, run.vlm.members) for name in ENSEMBLES}
     hashes, folds = artifact.tensors["items.hash"].numpy(), artifact.tensors["items.fold"].numpy()
-    return VLMRewardModel(run, module, processor, members["multimodal"], members["text_only"], hashes, folds)
+    return TrainedVLM(run, module, processor, members["multimodal"], members["text_only"], hashes, folds)
 
 
 def _members(tensors: dict[str, torch.Tensor], name: str, count: int) -> list[MemberState]:

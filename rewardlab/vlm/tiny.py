@@ -1,7 +1,7 @@
 """A tiny random Idefics3 (the architecture of SmolVLM) as a local model directory, built offline.
 
 Tests and the CPU bench need a real vision-language architecture that loads through the same local-path
-code as a production checkpoint (`rewardlab.vlm.model.reward_vlm_build`), without downloading anything:
+code as a production checkpoint (`rewardlab.vlm.model.vlm_net_build`), without downloading anything:
 the config comes from its config class, the tokenizer is built with `tokenizers` over a small word list,
 and the processor uses the PIL image processor (no torchvision). Idefics3 rather than Qwen2-VL because
 Qwen2-VL's processor also loads a video processor, which needs torchvision.

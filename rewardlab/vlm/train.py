@@ -44,8 +44,8 @@ from rewardlab.train import Curation, curriculum_share, entropy_curation, sample
 from rewardlab.vlm.batches import Collator, length_batches, prefetched
 from rewardlab.vlm.config import BACKEND, VLMRunConfig
 from rewardlab.vlm.meter import Meter
-from rewardlab.vlm.model import RewardVLM, reward_vlm_build, trainable_load, trainable_state
-from rewardlab.vlm.reward_model import VLMRewardModel, member_logits, placed, vlm_save, vlm_score
+from rewardlab.vlm.model import VLMNet, trainable_load, trainable_state, vlm_net_build
+from rewardlab.vlm.reward_model import TrainedVLM, member_logits, placed, vlm_save, vlm_score
 
 WARMUP_SHARE = 0.1  # of a member's steps, with the learning rate rising linearly
 MIN_LR_SHARE = 0.1  # the cosine decay ends at this share of the learning rate
@@ -64,7 +64,7 @@ def get_lr(step: int, total: int, lr: float) -> float:
 
 
 def train_step(
-    model: RewardVLM,
+    model: VLMNet,
     inputs: Any,
     targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     optimizer: torch.optim.Optimizer,
@@ -107,20 +107,20 @@ class Targets:
 
 
 @dataclass
-class Fitted:
-    """K members of one ensemble, each sample's out-of-fold logit, and the per-epoch history."""
+class VLMFit:
+    """What `VLMTrainer.fit` returns: one ensemble's K members, each sample's out-of-fold logit, per-epoch history."""
 
     states: list[dict[str, torch.Tensor]]
     held_out: np.ndarray  # [N] logit of the member that did not train on the sample
     history: list[dict] = field(default_factory=list)
 
 
-class Fitting:
-    """What the fits of one run share: the module, the collator, the samples and their folds."""
+class VLMTrainer:
+    """The training state the fits of one run share: the network, the collator, the samples and their folds."""
 
     def __init__(
         self,
-        model: RewardVLM,
+        model: VLMNet,
         collator: Collator,
         samples: Samples,
         sample_fold: np.ndarray,
@@ -144,14 +144,14 @@ class Fitting:
         weight: np.ndarray | None = None,
         curation: Curation | None = None,
         span: tuple[float, float] = (0.0, 1.0),
-    ) -> Fitted:
+    ) -> VLMFit:
         """Train the K members from the same start, each without its fold; `span` is its share of progress."""
         members = self.run.vlm.members
         weight = self.samples.weight * (1.0 if weight is None else weight)
         if curation is not None:
             weight = weight * curation.scale
         targets = Targets.on(self.run.train.device, self.samples, weight)
-        fitted = Fitted([], np.zeros(len(self.samples), dtype=np.float32))
+        result = VLMFit([], np.zeros(len(self.samples), dtype=np.float32))
         for k in range(members):
             trainable_load(self.model, self.initial)
             done = span[0] + span[1] * k / members
@@ -163,12 +163,12 @@ class Fitting:
                 curation,
                 lambda f, done=done: self.on_progress(done + span[1] * f / members),
             )
-            fitted.states.append(trainable_state(self.model))
+            result.states.append(trainable_state(self.model))
             held = np.flatnonzero(self.sample_fold == k)
-            fitted.held_out[held] = self._logits(held, multimodal)
-            history[-1]["held_out_loss"] = self._loss(held, fitted.held_out[held], weight)
-            fitted.history += history
-        return fitted
+            result.held_out[held] = self._logits(held, multimodal)
+            history[-1]["held_out_loss"] = self._loss(held, result.held_out[held], weight)
+            result.history += history
+        return result
 
     def _member(self, k: int, multimodal: bool, epochs: int, targets: Targets, curation, report) -> list[dict]:
         """Train member k for `epochs` on the samples outside fold k; return its per-epoch train losses."""
@@ -238,7 +238,7 @@ def vlm_train(
     reference_p: np.ndarray | None = None,
     progress: bool = True,
     on_progress: Callable[[str, float], None] | None = None,
-) -> tuple[VLMRewardModel, Scores, dict[str, Any]]:
+) -> tuple[TrainedVLM, Scores, dict[str, Any]]:
     """Fine-tune the twin and the multimodal members on `dataset`'s labels, score every pair, write `out`.
 
     Returns what `rewardlab.pipeline.model_train` returns, with the same metrics plus `backend` and a
@@ -252,7 +252,7 @@ def vlm_train(
     if not len(samples):
         raise ValueError(f"no {config.labels!r} labels to train on in a dataset of {len(dataset.pairs)} pairs.")
     report("embedding", 0.0)  # the loop's name for preparing inputs: here, loading the model and measuring lengths
-    module, processor = reward_vlm_build(run.vlm, device=config.device, seed=config.seed)
+    module, processor = vlm_net_build(run.vlm, device=config.device, seed=config.seed)
     collator = Collator(processor, dataset, max_response_tokens=run.vlm.max_response_tokens)
     fold_of_item = folds_of_items(dataset, members=run.vlm.members, seed=config.seed)
     sample_fold = fold_of_item[[dataset.pairs[p].item for p in samples.pair.tolist()]]
@@ -260,14 +260,16 @@ def vlm_train(
     def training(fraction: float) -> None:
         report("training", fraction)
 
-    fitting = Fitting(module, collator, samples, sample_fold, run, meter=meter, progress=progress, on_progress=training)
-    twin = fitting.fit(multimodal=False, epochs=run.vlm.text_only_epochs, span=(0.0, TWIN_SHARE))
+    trainer = VLMTrainer(
+        module, collator, samples, sample_fold, run, meter=meter, progress=progress, on_progress=training
+    )
+    twin = trainer.fit(multimodal=False, epochs=run.vlm.text_only_epochs, span=(0.0, TWIN_SHARE))
     text_loss = sample_losses(twin.held_out, samples)
     reference = None if reference_p is None else logit(reference_p[samples.pair])
     curation = None
     if reference is not None and config.curation == "entropy":
         curation = entropy_curation(reference, samples, config)
-    final = fitting.fit(
+    final = trainer.fit(
         multimodal=True,
         epochs=config.max_epochs,
         weight=sfc_weights(reference, text_loss, samples, config),
@@ -275,7 +277,7 @@ def vlm_train(
         span=(TWIN_SHARE, 1 - TWIN_SHARE),
     )
     hashes, folds = trained_item_folds(dataset, samples, fold_of_item)
-    model = VLMRewardModel(run, module, processor, final.states, twin.states, hashes, folds)
+    model = TrainedVLM(run, module, processor, final.states, twin.states, hashes, folds)
     report("scoring", 0.0)
     with meter.phase("score"):
         scores = vlm_score(model, dataset, collator)

@@ -17,6 +17,7 @@ ENTRY_POINTS = (
     "rewardlab.cli",
     "rewardlab.pipeline",
     "rewardlab.data",
+    "rewardlab.readers",
     "rewardlab.curation",
     "rewardlab.corrupt",
     "rewardlab.metrics",

@@ -1,4 +1,4 @@
-"""Training data (rewardlab.data): every accepted layout loads in canonical a/b; a bad file names its line."""
+"""Training data (rewardlab.readers): every accepted layout loads in canonical a/b; a bad file names its line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
-from rewardlab.data import DataError, Dataset, FolderImages, Label, MemoryImages, load_dataset
+from rewardlab.data import DataError, Dataset, Label
+from rewardlab.image_sources import FolderImages, MemoryImages
+from rewardlab.readers import load_dataset
 from rewardlab.synthetic import SyntheticConfig, write_package
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

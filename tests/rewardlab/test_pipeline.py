@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from rewardlab.config import EncoderConfig, ModelConfig, RunConfig, TrainConfig
-from rewardlab.data import Dataset, load_dataset
+from rewardlab.data import Dataset
 from rewardlab.labels import NO_FOLD, current_labels, folds_of_items, samples_build
 from rewardlab.losses import preference_losses
 from rewardlab.model import heads_build
 from rewardlab.pipeline import features_for, model_load, model_save, model_score, model_train
+from rewardlab.readers import load_dataset
 from rewardlab.synthetic import SyntheticConfig, write_package
 from rewardlab.train import fit, predict
 from tests.rewardlab.tiny import write_tiny_bert

@@ -10,10 +10,11 @@ import zipfile
 import pytest
 from PIL import Image as PILImage
 
-from rewardlab.data import Label, load_dataset
+from rewardlab.data import Label
 from rewardlab.package.layouts import ItemSpecParser
 from rewardlab.package.lines import ItemSpec, LineError
 from rewardlab.package.public import ID_HEX_DIGITS
+from rewardlab.readers import load_dataset
 
 
 def trl_row(**fields: object) -> dict:

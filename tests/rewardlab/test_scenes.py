@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rewardlab.data import load_dataset
+from rewardlab.readers import load_dataset
 from rewardlab.scene_draw import OUTLINE_RGB, Scene, Shape, relation_holds, shape_mask
 from rewardlab.scene_text import (
     COLOUR_WORDS,

@@ -15,15 +15,16 @@ import torch
 
 from rewardlab.artifacts import ArtifactError
 from rewardlab.cli import main
-from rewardlab.data import Dataset, load_dataset
+from rewardlab.data import Dataset
 from rewardlab.labels import samples_build
 from rewardlab.pipeline import model_load, model_score_pairs, model_train
+from rewardlab.readers import load_dataset
 from rewardlab.scoring import SCORE_FIELDS
 from rewardlab.synthetic import SyntheticConfig, write_package
 from rewardlab.vlm.batches import Collator, conversation, length_batches
 from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
-from rewardlab.vlm.model import last_token_index, reward_vlm_build
-from rewardlab.vlm.reward_model import VLMRewardModel, vlm_load
+from rewardlab.vlm.model import last_token_index, vlm_net_build
+from rewardlab.vlm.reward_model import TrainedVLM, vlm_load
 from rewardlab.vlm.tiny import tiny_vlm_write
 from rewardlab.vlm.train import Targets, get_lr, train_step
 
@@ -65,7 +66,7 @@ def trained(tiny_dir, dataset, tmp_path_factory):
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
 def test_loss_falls_on_a_repeated_batch(tiny_dir, dataset, lora):
     config = vlm_run(tiny_dir, lora=lora).vlm
-    model, processor = reward_vlm_build(config, device="cpu", seed=0)
+    model, processor = vlm_net_build(config, device="cpu", seed=0)
     trainable = [name for name, _ in model.trainable()]
     if lora:
         assert trainable and all("lora_" in name or name.startswith("head.") for name in trainable)
@@ -107,7 +108,7 @@ def test_a_run_scores_every_pair_with_finite_fields(trained, dataset):
 def test_a_saved_model_loads_through_the_local_path_and_scores_the_same(trained, dataset, tiny_dir):
     _, scores, _, out = trained
     loaded, artifact = model_load(out)
-    assert isinstance(loaded, VLMRewardModel)
+    assert isinstance(loaded, TrainedVLM)
     assert artifact.config["backend"] == "vlm" and artifact.config["model_dir"] == str(tiny_dir)
     again = model_score_pairs(loaded, dataset)
     for name in SCORE_FIELDS:
@@ -176,7 +177,7 @@ def test_configs_validate_and_round_trip(tiny_dir, tmp_path):
     run = vlm_run(tiny_dir)
     assert VLMRunConfig.from_dict(run.to_dict()) == run
     with pytest.raises(ValueError, match="not a local model directory"):
-        reward_vlm_build(VLMConfig(model_dir=str(tmp_path)), device="cpu", seed=0)
+        vlm_net_build(VLMConfig(model_dir=str(tmp_path)), device="cpu", seed=0)
 
 
 def test_the_cli_scores_and_evaluates_a_vlm_artifact(trained, tmp_path, capsys):
