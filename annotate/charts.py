@@ -124,6 +124,14 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class LegendItem:
+    """One entry of a chart's legend: a swatch styled by `key` (a `legend__item--<key>` class) and its words."""
+
+    key: str
+    label: str
+
+
+@dataclass(frozen=True)
 class Chart:
     """Everything the template needs to draw one chart."""
 
@@ -140,6 +148,7 @@ class Chart:
     box: Box = field(default_factory=Box)
     rules: tuple[Rule, ...] = ()
     vertical_grid: bool = False  # gridlines at the x ticks (bars that grow to the right) instead of the y ticks
+    legend: tuple[LegendItem, ...] = ()  # shown under the chart; none for a chart its heading already explains
 
     @property
     def is_empty(self) -> bool:
@@ -245,6 +254,7 @@ def learning_curve_chart(points: Sequence[CurvePointLike], *, box: Box | None = 
         y_ticks=_unit_y_ticks(box),
         series=tuple(series),
         box=box,
+        legend=tuple(LegendItem(line.key, line.label) for line in series if line.markers),
     )
 
 
@@ -284,6 +294,7 @@ def reliability_chart(bins: Sequence[Mapping], *, box: Box | None = None) -> Cha
         bars=tuple(bars),
         diagonal=line_path(diagonal) if bins else "",
         box=box,
+        legend=(LegendItem("bar", "Accuracy per confidence bin"), LegendItem("diagonal", "Perfect calibration")),
     )
 
 
@@ -298,6 +309,9 @@ class DayLike(Protocol):
 def day_label(day: date) -> str:
     """Return a short date for an axis: "Nov 3"."""
     return f"{day:%b} {day.day}"
+
+
+CUMULATIVE_LABEL = "All labels so far"
 
 
 def labels_over_time_chart(days: Sequence[DayLike], *, box: Box | None = None) -> Chart:
@@ -332,9 +346,10 @@ def labels_over_time_chart(days: Sequence[DayLike], *, box: Box | None = None) -
             Tick(round(box.x0 + (i + 0.5) * band, DECIMALS), day_label(days[i].date)) for i in range(0, len(days), step)
         ),
         y_ticks=tuple(Tick(scale(t, y_domain, y_span), f"{t:,}") for t in ticks),
-        series=(Series(key="cumulative", label="All labels so far", path=line_path(coords), markers=tuple(markers)),),
+        series=(Series(key="cumulative", label=CUMULATIVE_LABEL, path=line_path(coords), markers=tuple(markers)),),
         bars=tuple(bars),
         box=box,
+        legend=(LegendItem("day", "Labels that day"), LegendItem("cumulative", CUMULATIVE_LABEL)),
     )
 
 
@@ -381,11 +396,13 @@ def category_bars_chart(
     rows: Sequence[CategoryValue],
     references: Sequence[Reference] = (),
     share: bool = True,
+    legend: Sequence[LegendItem] = (),
 ) -> Chart:
     """Draw one horizontal bar per category, flagged ones marked, with reference lines across them.
 
     With `share` the values are 0..1 and the axis reads in percent; otherwise (seconds, counts) the axis
-    runs from 0 to a round number at or above the largest value.
+    runs from 0 to a round number at or above the largest value. The legend is `legend` followed by one
+    entry per reference line.
     """
     box = Box(height=Box.top + Box.bottom + CATEGORY_ROW * max(len(rows), 1), left=CATEGORY_LEFT)
     if share:
@@ -421,4 +438,5 @@ def category_bars_chart(
         box=box,
         rules=rules,
         vertical_grid=True,
+        legend=(*legend, *(LegendItem(f"rule-{rule.key}", rule.title) for rule in rules)),
     )

@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Django's own form and widget templates, for FORM_RENDERER below, which looks in the apps' templates.
+    "django.forms",
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -94,6 +96,8 @@ TEMPLATES = [
         },
     },
 ]
+# Forms render from the engine above, so `{{ form.x.as_field_group }}` uses templates/partials/field.html.
+FORM_RENDERER = "annotate.renderers.FormRenderer"
 
 if "DATABASE_URL" not in os.environ:
     # The zero-setup default lives under var/, which a fresh clone does not have yet.

@@ -102,6 +102,7 @@ class CampaignForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 8}),
         help_text="Markdown: **bold**, *italic*, `code`, lists, links, # headings. Shown above every pair.",
+        template_name="campaigns/instructions_field.html",  # with the live preview under it
     )
     overlap = forms.IntegerField(help_text="Human labels wanted per pair.")
     strength_scale = forms.IntegerField(
@@ -216,7 +217,11 @@ class StatusForm(forms.Form):
 class InviteForm(forms.Form):
     """Parse "add a member or change their role"; who exists and which roles are allowed is the service's."""
 
-    username = forms.CharField(max_length=150, help_text="An existing account; staff create accounts.")
+    username = forms.CharField(
+        max_length=150,
+        help_text="An existing account; staff create accounts.",
+        template_name="campaigns/invite_username_field.html",  # the help text stands after the button
+    )
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.ANNOTATOR)
 
 

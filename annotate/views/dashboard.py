@@ -19,6 +19,8 @@ from annotate.views.auth import login_required
 from annotate.views.errors import renders_errors
 
 PAGE_TEMPLATE = "dashboard/page.html"
+# A bias chart's legend before its reference lines: what a bar is and what a flagged one is.
+BIAS_LEGEND = (charts.LegendItem("bar", "Annotator"), charts.LegendItem(charts.FLAGGED, "Flagged"))
 
 
 def _share_title(name: str, test: ShareTest, what: str) -> str:
@@ -52,6 +54,7 @@ def _bias_chart(
             for name, test in zip(names, tests, strict=True)
         ],
         references=references,
+        legend=BIAS_LEGEND,
     )
 
 

@@ -37,7 +37,7 @@ DEFAULT_FILTERS = ExportFilters().as_json()
 class ExportForm(forms.Form):
     """Parse the form; what a valid filter is (ranges, which formats need images) is the service's business."""
 
-    format = forms.ChoiceField(choices=ExportSnapshot.Format.choices)
+    format = forms.ChoiceField(choices=ExportSnapshot.Format.choices, template_name="exports/format_field.html")
     min_agreement = forms.FloatField(
         required=False, initial=0.0, help_text="0 to 1: consensus probability or vote share."
     )

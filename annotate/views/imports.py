@@ -33,7 +33,12 @@ ACCEPTED_STATUS = 202  # the job is queued, as POST /api/v1/campaigns/{id}/impor
 class UploadForm(forms.Form):
     """Parse the upload; what a valid package is (format, size, lines) is the import service's business."""
 
-    file = forms.FileField(error_messages={"required": "Choose a .zip or .jsonl file to import."})
+    file = forms.FileField(
+        label="Package",
+        help_text="Items, responses, pairs, facts, prior and gold labels, one item per line.",
+        widget=forms.FileInput(attrs={"accept": ".zip,.jsonl"}),
+        error_messages={"required": "Choose a .zip or .jsonl file to import."},
+    )
 
 
 def _page(
