@@ -19,7 +19,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The demo runs on the same PostgreSQL and Redis as the tests and deployments (its own `rewardlab` database).
 demo: install
+	test -n "$${DATABASE_URL:-}" || bash .ci/services --no-browser
+	test -n "$${DATABASE_URL:-}" \
+	  || psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'rewardlab'" | grep -q 1 \
+	  || createdb -h 127.0.0.1 -U postgres rewardlab
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_setup
 	bash -c 'trap "kill 0" EXIT; \

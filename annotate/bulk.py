@@ -1,8 +1,7 @@
-"""Writing many rows at once: COPY on PostgreSQL (a model run writes a score per pair), batches elsewhere.
+"""Writing many rows at once with PostgreSQL's COPY (a model run writes a score per pair).
 
 A retrain of a 100k-pair campaign writes 100k scores and 100k priorities; row-by-row INSERTs or
 Django's CASE-per-row `bulk_update` take minutes there, COPY and one UPDATE … FROM take seconds.
-SQLite (the zero-setup demo) takes the portable path.
 """
 
 from __future__ import annotations
@@ -23,17 +22,10 @@ def _batches(rows: Iterable[Sequence], size: int = BATCH_SIZE):
 
 def rows_insert(model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence]) -> None:
     """Insert rows given as tuples in `columns` order (database column names)."""
-    if connection.vendor == "postgresql":
-        names = ", ".join(connection.ops.quote_name(column) for column in columns)
-        with connection.cursor() as cursor, cursor.copy(f"COPY {model._meta.db_table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    attnames = {field.column: field.attname for field in model._meta.concrete_fields}
-    for batch in _batches(rows):
-        model.objects.bulk_create(
-            [model(**{attnames[c]: v for c, v in zip(columns, row, strict=True)}) for row in batch]
-        )
+    names = ", ".join(connection.ops.quote_name(column) for column in columns)
+    with connection.cursor() as cursor, cursor.copy(f"COPY {model._meta.db_table} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def staged_update(
@@ -44,7 +36,7 @@ def staged_update(
     set_sql: str,
     batch_size: int = BATCH_SIZE,
 ) -> None:
-    """PostgreSQL only: COPY rows into a temporary table, then `UPDATE {table} AS t SET {set_sql}` from it.
+    """COPY rows into a temporary table, then `UPDATE {table} AS t SET {set_sql}` from it.
 
     `set_sql` reads the staged values as `new.<column>` and the current row as `t.<column>`.
     `columns` are (name, SQL type); the first is the id matched against `t.id`. Each batch is its own

@@ -55,8 +55,7 @@ def pair_list(
     if surfaced == ANY_REASON:
         qs = qs.exclude(surfaced=[])
     elif surfaced:
-        # The JSON text holds each reason in quotes; unlike `contains`, this lookup also works on SQLite (the demo).
-        qs = qs.filter(surfaced__icontains=f'"{surfaced}"')
+        qs = qs.filter(surfaced__contains=[surfaced])
     if gold is not None:
         qs = qs.exclude(gold_answer="") if gold else qs.filter(gold_answer="")
     if min_entropy is not None:

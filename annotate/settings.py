@@ -1,8 +1,8 @@
 """Settings for RewardLab, read only from the environment (API.md, "Processes and configuration").
 
-With no environment at all the project runs on zero-setup defaults: SQLite under var/ and kombu's
-filesystem transport as the Celery broker, so `make demo` needs no server. Tests and deployments set
-DATABASE_URL and CELERY_BROKER_URL to PostgreSQL and Redis.
+With no environment at all the project talks to PostgreSQL and Redis on this machine (the `rewardlab`
+database, Redis db 0), as `make demo` starts them; tests and deployments set DATABASE_URL and
+CELERY_BROKER_URL. There is no other database or broker: the demo runs the code the tests prove.
 """
 
 from __future__ import annotations
@@ -99,17 +99,14 @@ TEMPLATES = [
 # Forms render from the engine above, so `{{ form.x.as_field_group }}` uses templates/partials/field.html.
 FORM_RENDERER = "annotate.renderers.FormRenderer"
 
-if "DATABASE_URL" not in os.environ:
-    # The zero-setup default lives under var/, which a fresh clone does not have yet.
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'rewardlab.sqlite3'}"),
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rewardlab"),
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DB_PREPARED_STATEMENTS", True):
+if env_bool("DB_PREPARED_STATEMENTS", True):
     # psycopg prepares a statement on the server after a few uses, so PostgreSQL stops re-planning the
     # labeling loop's queries: +38% requests/s in bench/web.py (153 -> 212 at 8 annotators). Turn it off
     # behind a pooler in transaction mode (pgbouncer), which cannot keep prepared statements.
@@ -205,21 +202,10 @@ if os.environ.get("CACHE_URL", "").startswith("redis://"):
         "LOCATION": os.environ["CACHE_URL"],
     }
 
-BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    # kombu's filesystem transport: one folder both sides read and write, so the demo needs no server.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
-    }
-else:
-    # Fail fast when the broker is down: a request must not hang for kombu's default retry period.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
-    CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# Fail fast when the broker is down: a request must not hang for kombu's default retry period.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True

@@ -234,12 +234,8 @@ def job_lock(job: Job) -> Iterator[bool]:
     A lock someone else holds means a live process is working on the row. The lock belongs to the session,
     not to a transaction, so the work may commit as it goes. Only workers take these locks, and each needs
     a session of its own: behind a pooler in transaction mode (pgbouncer), point the workers' DATABASE_URL
-    at PostgreSQL itself. Without PostgreSQL (the SQLite demo) there are no such locks: every row is free,
-    and `jobs_reap_lost` reaps nothing.
+    at PostgreSQL itself.
     """
-    if connection.vendor != "postgresql":
-        yield True
-        return
     key = _lock_key(job)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s::bigint)", [key])
@@ -265,10 +261,8 @@ def jobs_reap_lost() -> int:
     one taken MAX_ATTEMPTS times already. Return how many were reaped.
 
     Each is reaped while this session holds its lock, on a row still running, so no worker can take it
-    meanwhile and two reapers never reap one row twice. Does nothing without PostgreSQL (see `job_lock`).
+    meanwhile and two reapers never reap one row twice.
     """
-    if connection.vendor != "postgresql":
-        return 0
     reaped = 0
     for job_model in KINDS:
         for job in job_model.objects.filter(status=Job.Status.RUNNING):

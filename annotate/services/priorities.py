@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection
 
 from annotate.bulk import staged_update
 from annotate.models import Campaign, Pair, PairScore
@@ -181,20 +180,5 @@ def _apply(pair_ids: list[int], plan: Plan) -> None:
         (pair_id, float(plan.priority[i]), json.dumps(plan.reasons[i]), int(plan.needed[i]))
         for i, pair_id in enumerate(pair_ids)
     )
-    if connection.vendor == "postgresql":
-        columns = [("id", "bigint"), ("priority", "double precision"), ("surfaced", "jsonb"), ("needed", "integer")]
-        staged_update(table=Pair._meta.db_table, columns=columns, rows=rows, set_sql=SET_PRIORITIES)
-        return
-    _apply_portable(pair_ids, plan)
-
-
-def _apply_portable(pair_ids: list[int], plan: Plan) -> None:
-    """The same update row by row in Python, for SQLite (the single-process demo has no concurrent labels)."""
-    pairs = Pair.objects.in_bulk(pair_ids)
-    for i, pair_id in enumerate(pair_ids):
-        pair = pairs[pair_id]
-        pair.priority, pair.surfaced = float(plan.priority[i]), plan.reasons[i]
-        pair.needed_labels = max(pair.needed_labels, int(plan.needed[i]))
-        if not pair.is_gold and pair.labels_count < pair.needed_labels:
-            pair.status = Pair.Status.OPEN
-    Pair.objects.bulk_update(pairs.values(), ["priority", "surfaced", "needed_labels", "status"], batch_size=500)
+    columns = [("id", "bigint"), ("priority", "double precision"), ("surfaced", "jsonb"), ("needed", "integer")]
+    staged_update(table=Pair._meta.db_table, columns=columns, rows=rows, set_sql=SET_PRIORITIES)

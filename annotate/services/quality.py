@@ -11,7 +11,6 @@ import json
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection
 from django.db.models import Q
 
 from annotate import clock
@@ -60,17 +59,12 @@ def consensus_refresh(*, campaign: Campaign) -> int:
     table = label_table(campaign)
     result = consensus(table)
     values = [(int(pair_id), result.as_json(i)) for i, pair_id in enumerate(table.pair_ids)]
-    if connection.vendor == "postgresql":
-        staged_update(
-            table=Pair._meta.db_table,
-            columns=[("id", "bigint"), ("consensus", "jsonb")],
-            rows=((pair_id, json.dumps(value)) for pair_id, value in values),
-            set_sql="consensus = new.consensus",
-        )
-    else:
-        # SQLite (the single-process demo): Django's CASE-per-row update, in batches.
-        pairs = [Pair(pk=pair_id, consensus=value) for pair_id, value in values]
-        Pair.objects.bulk_update(pairs, ["consensus"], batch_size=500)
+    staged_update(
+        table=Pair._meta.db_table,
+        columns=[("id", "bigint"), ("consensus", "jsonb")],
+        rows=((pair_id, json.dumps(value)) for pair_id, value in values),
+        set_sql="consensus = new.consensus",
+    )
     return len(values)
 
 
