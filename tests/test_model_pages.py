@@ -311,6 +311,14 @@ def test_status_fragment_polls_while_running_and_stops_once_terminal(as_user, ca
     assert f'<a href="{reverse("model-page", args=[campaign.pk])}">Reload</a> to see the new model' in page
 
 
+def test_a_run_queued_again_after_its_worker_was_lost_says_so_and_keeps_polling(as_user, campaign):
+    run = make_run(campaign, status="queued", stage="queued", error="The worker <gpu-1> was lost at 40%; queued again")
+    response = as_user("lead").get(reverse("model-run-status", args=[run.pk]), headers=HTMX)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "hx-trigger" in page and "The worker &lt;gpu-1&gt; was lost at 40%; queued again" in page
+
+
 def test_failed_run_shows_its_error_escaped(as_user, campaign):
     run = make_run(campaign, status="failed", error="CUDA <b>out of memory</b>")
     response = as_user("lead").get(reverse("model-run-status", args=[run.pk]), headers=HTMX)
