@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from django.db.models import FilteredRelation, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, FilteredRelation, OuterRef, Q, QuerySet
 
 from annotate.exports.filters import ExportFilters
 from annotate.exports.labels import Verdict, Verdicts, Votes
-from annotate.models import Annotation, Pair, PairScore, PriorLabel
+from annotate.models import Annotation, Pair, PriorLabel
 from annotate.selectors import pseudonym
 from rewardlab.labels import label_margin
 
@@ -198,13 +198,8 @@ def judge(spec: Spec, verdicts: Verdicts, row: dict) -> Verdict | str:
 def pair_rows(spec: Spec, verdicts: Verdicts, *, skipped: Counter, on_progress: ProgressCallback) -> Iterator[PairRow]:
     """Yield each kept pair in id order; count each left-out pair in `skipped` under its reason."""
     pairs = _pairs(spec)
-    columns = list(PAIR_COLUMNS)
-    if spec.run_id is not None:
-        scored = Q(scores__run_id=spec.run_id, scores__pk__lte=spec.cutoff.score)
-        pairs = pairs.annotate(run_score=FilteredRelation("scores", condition=scored))
-        columns += [(name, f"run_score__{name}") for name in (*SCORE_FIELDS, "weight")]
     total = max(pairs.count(), 1)
-    for seen, row in enumerate(_dicts(pairs.order_by("id"), columns), start=1):
+    for seen, row in enumerate(_pair_stream(spec, pairs), start=1):
         if seen % PROGRESS_EVERY == 0:
             on_progress(seen / total)
         verdict = judge(spec, verdicts, row)
@@ -217,26 +212,52 @@ def pair_rows(spec: Spec, verdicts: Verdicts, *, skipped: Counter, on_progress: 
 def annotation_rows(
     spec: Spec, verdicts: Verdicts, *, skipped: Counter, on_progress: ProgressCallback
 ) -> Iterator[AnnotationRow]:
-    """Yield each human label of a kept pair in (pair, id) order; count left-out labels under their reason."""
-    labels = human_labels(spec).filter(pair__in=_pairs(spec))
-    if spec.run_id is not None:
-        scores = PairScore.objects.filter(run_id=spec.run_id, pk__lte=spec.cutoff.score, pair_id=OuterRef("pair_id"))
-        noise = scores.values("noise_score")
-        labels = labels.annotate(run_noise=Subquery(noise[:1]))
-    columns = [*ANNOTATION_COLUMNS, *((key, f"pair__{path}") for key, path in PAIR_COLUMNS)]
-    if spec.run_id is not None:
-        columns.append(("noise_score", "run_noise"))
+    """Yield each human label of a kept pair in (pair, id) order; count left-out labels under their reason.
+
+    The pair's columns (item, answers, score) are read and judged once per pair, not once per label: two
+    streams in pair order, merged here, so a pair with three labels decodes its item's JSON once.
+    """
+    labels = human_labels(spec).filter(pair__in=_pairs(spec)).order_by("pair_id", "id")
+    columns = [("pair_id", "pair_id"), *ANNOTATION_COLUMNS]
     total = max(labels.count(), 1)
-    judged: tuple[int, Verdict | str] | None = None  # labels come grouped by pair: judge each pair once
-    for seen, row in enumerate(_dicts(labels.order_by("pair_id", "id"), columns), start=1):
+    pairs = _pair_stream(spec, _pairs(spec).filter(Exists(labels.filter(pair_id=OuterRef("pk")))))
+    pair: tuple[dict, Verdict | str] | None = None
+    annotators = _Pseudonyms(spec.campaign_id)
+    for seen, label in enumerate(_dicts(labels, columns), start=1):
         if seen % PROGRESS_EVERY == 0:
             on_progress(seen / total)
-        if judged is None or judged[0] != row["pair_id"]:
-            judged = (row["pair_id"], judge(spec, verdicts, row))
-        if isinstance(judged[1], str):
-            skipped[judged[1]] += 1
+        while pair is None or pair[0]["pair_id"] != label["pair_id"]:
+            row = next(pairs)
+            pair = (row, judge(spec, verdicts, row))
+        if isinstance(pair[1], str):
+            skipped[pair[1]] += 1
             continue
-        yield _annotation_row(spec, row, judged[1])
+        yield _annotation_row(pair[0], label, pair[1], annotator=annotators(label["annotator_id"]))
+
+
+class _Pseudonyms:
+    """Each annotator's pseudonym in one campaign, hashed once per annotator rather than once per label."""
+
+    def __init__(self, campaign_id: int) -> None:
+        self.campaign_id = campaign_id
+        self.known: dict[int, str] = {}
+
+    def __call__(self, user_id: int) -> str:
+        if user_id not in self.known:
+            self.known[user_id] = pseudonym(user_id=user_id, campaign_id=self.campaign_id)
+        return self.known[user_id]
+
+
+def _pair_stream(spec: Spec, pairs: QuerySet[Pair]) -> Iterator[dict]:
+    """Stream pairs in id order with their item, answers and (with a model run) the run's scores and weight."""
+    columns = list(PAIR_COLUMNS)
+    if spec.run_id is not None:
+        scored = Q(scores__run_id=spec.run_id, scores__pk__lte=spec.cutoff.score)
+        pairs = pairs.annotate(run_score=FilteredRelation("scores", condition=scored))
+        columns += [(name, f"run_score__{name}") for name in (*SCORE_FIELDS, "weight")]
+    for row in _dicts(pairs.order_by("id"), columns):
+        row["item"], row["answers"] = _item(spec, row), _answers(row)
+        yield row
 
 
 def _pairs(spec: Spec) -> QuerySet[Pair]:
@@ -276,10 +297,10 @@ def _pair_row(spec: Spec, row: dict, verdict: Verdict) -> PairRow:
     """Build the row: margin from the strength, weight = the model's SFC weight (1 without) × source trust."""
     sfc = row.get("weight")
     trust = spec.prior_trust if verdict.source == "prior" else 1.0
-    a, b = _answers(row)
+    a, b = row["answers"]
     return PairRow(
         pair_id=row["pair_id"],
-        item=_item(spec, row),
+        item=row["item"],
         a=a,
         b=b,
         verdict=verdict,
@@ -289,22 +310,22 @@ def _pair_row(spec: Spec, row: dict, verdict: Verdict) -> PairRow:
     )
 
 
-def _annotation_row(spec: Spec, row: dict, verdict: Verdict) -> AnnotationRow:
-    a, b = _answers(row)
+def _annotation_row(pair: dict, label: dict, verdict: Verdict, *, annotator: str) -> AnnotationRow:
+    a, b = pair["answers"]
     return AnnotationRow(
-        pair_id=row["pair_id"],
-        item=_item(spec, row),
+        pair_id=pair["pair_id"],
+        item=pair["item"],
         a=a,
         b=b,
         verdict=verdict,
-        gold_answer=row["gold_answer"],
-        more_hallucinated=row["more_hallucinated"],
-        strength=row["strength"],
-        hallucination_types=row["hallucination_types"],
-        spans=row["spans"],
-        rationale=row["rationale"],
-        annotator=pseudonym(user_id=row["annotator_id"], campaign_id=spec.campaign_id),
-        shown_left=row["shown_left"],
-        duration_ms=row["duration_ms"],
-        created_at=row["created_at"],
+        gold_answer=pair["gold_answer"],
+        more_hallucinated=label["more_hallucinated"],
+        strength=label["strength"],
+        hallucination_types=label["hallucination_types"],
+        spans=label["spans"],
+        rationale=label["rationale"],
+        annotator=annotator,
+        shown_left=label["shown_left"],
+        duration_ms=label["duration_ms"],
+        created_at=label["created_at"],
     )
