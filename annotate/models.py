@@ -69,8 +69,11 @@ class Campaign(models.Model):
     # Human labels saved so far, counted in the submit transaction, and the count when a retrain was last asked.
     human_labels = models.PositiveIntegerField(default=0)
     labels_at_last_request = models.PositiveIntegerField(default=0)
-    # When a label asked for a consensus refresh that no worker has started yet (`services.quality.consensus_request`).
+    # The consensus refresh (`services.quality`): when a label asked for one no worker has started yet, when
+    # the last one started, and how many human labels there were then (fewer than now: it is stale).
     consensus_requested_at = models.DateTimeField(null=True, blank=True)
+    consensus_started_at = models.DateTimeField(null=True, blank=True)
+    consensus_labels = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

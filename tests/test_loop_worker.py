@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import signal
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from annotate import clock
 from annotate.models import Campaign, ModelRun, Pair, PairScore, Worker
 from annotate.services.campaigns import campaign_update, membership_set
 from annotate.services.jobs import CPU_QUEUE
 from annotate.services.model_runs import model_run_request_by_lead
-from annotate.services.quality import consensus_refresh_start
+from annotate.services.quality import CONSENSUS_EVERY_SECONDS, consensus_refresh_start, consensus_send_stale
 from rewardlab.synthetic import SyntheticConfig, write_package
 from tests.conftest import wait_for
 from tests.factories import make_pairs
@@ -173,26 +175,36 @@ def _consensus_messages(broker) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_labels_join_a_queued_consensus_refresh_and_ask_again_once_a_worker_took_it(campaign, api_as, private_broker):
-    make_pairs(campaign, 4)
+def test_consensus_refreshes_are_shared_rate_bounded_and_the_beat_sends_what_labels_left_stale(
+    campaign, api_as, private_broker, monkeypatch
+):
+    make_pairs(campaign, 5)
     annotator = api_as("ann1")
     _label(annotator, campaign, "a")
     _label(annotator, campaign, "b")  # no worker took the first request yet: this label joins it
     assert _consensus_messages(private_broker) == 1
 
     consensus_refresh_start(campaign=campaign)  # what the worker runs when it takes the message
-    _label(annotator, campaign, "a")
-    assert _consensus_messages(private_broker) == 2
     assert Pair.objects.filter(campaign=campaign).exclude(consensus={}).count() == 2
+    _label(annotator, campaign, "a")  # that refresh has just started: nothing more is sent for a while
+    assert _consensus_messages(private_broker) == 1 and consensus_send_stale() == 0
+
+    later = clock.now() + timedelta(seconds=CONSENSUS_EVERY_SECONDS + 1)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    assert consensus_send_stale() == 1, "a worker's beat sends the refresh the last label left owing"
+    assert _consensus_messages(private_broker) == 2 and consensus_send_stale() == 0
 
     private_broker.stop()
     consensus_refresh_start(campaign=campaign)
+    monkeypatch.setattr(clock, "now", lambda: later + timedelta(seconds=CONSENSUS_EVERY_SECONDS + 1))
     _label(annotator, campaign, "b")  # the broker refused the request: the claim is let go for the next label
     assert Campaign.objects.get(pk=campaign.pk).consensus_requested_at is None
 
 
 @pytest.mark.django_db(transaction=True)
-def test_labels_ask_a_worker_for_the_consensus_the_pair_api_then_serves(campaign, api_as, worker_process):
+def test_labels_ask_a_worker_for_the_consensus_the_pair_api_then_serves(campaign, api_as, start_worker):
+    # A fast beat: if the worker starts the first label's refresh before the second label, the beat sends its own.
+    start_worker(env_extra={"REWARDLAB_WORKER_BEAT_SECONDS": "1"})
     make_pairs(campaign, 4)
     annotator = api_as("ann1")
     first = _label(annotator, campaign, "a")

@@ -4,7 +4,8 @@ Training goes to the `gpu` queue only while a GPU worker is seen (`training_queu
 the workers online beside their model runs. Every beat (REWARDLAB_WORKER_BEAT_SECONDS) also queues again
 the jobs whose worker was lost (`jobs_reap_lost`) and sends the queued jobs that never reached the broker
 (`jobs_send_unsent`), so a retrain, an export or an import asked for during a broker outage, or cut short
-by a dead worker, starts within one beat, labels or not.
+by a dead worker, starts within one beat, labels or not; and it asks for the consensus refresh of campaigns
+whose stored consensus missed their last labels (`consensus_send_stale`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ def _record(hostname: str, queues: list[str], *, starting: bool) -> None:
     from django.db import connection
 
     from annotate.services.jobs import jobs_reap_lost, jobs_send_unsent, worker_seen
+    from annotate.services.quality import consensus_send_stale
     from workers.training import device_default
 
     try:
         worker_seen(hostname=hostname, queues=queues, device=device_default(), starting=starting)
         jobs_reap_lost()
         jobs_send_unsent()
+        consensus_send_stale()
     except Exception:
         logger.exception("Worker %s could not record that it is alive.", hostname)
     finally:

@@ -11,7 +11,7 @@ import json
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q
+from django.db.models import F, Q
 
 from annotate import clock
 from annotate.bulk import staged_update
@@ -23,29 +23,45 @@ from annotate.stats import NO_GOLD, GoldScore, gold_failing, gold_scores, label_
 
 # A request no worker started this long after it was sent is taken as lost, and the next label sends another.
 CONSENSUS_LOST_AFTER_SECONDS = 30
+# At most one refresh of a campaign starts in this many seconds: the fit is campaign-wide.
+CONSENSUS_EVERY_SECONDS = 5
 
 
 def consensus_request(*, campaign_id: int) -> bool:
     """Ask a worker to refresh the campaign's consensus, after a label changed; return whether this call sent it.
 
     A label that finds a request still queued joins it instead of sending its own: the worker reads the
-    labels only when it starts (`consensus_refresh_start`), so it sees this one too. A busy campaign thus
-    has at most one refresh queued behind the one running, and the stored consensus, which the pair API,
-    review pages, priorities and exports all read, trails the labels by about one refresh. The claim is one
-    conditional UPDATE, so concurrent labels send one request. A request the broker refused, or a message
-    lost with it, blocks nothing for longer than CONSENSUS_LOST_AFTER_SECONDS, and every model run
-    refreshes the consensus first.
+    labels only when it starts (`consensus_refresh_start`), so it sees this one too. Within
+    CONSENSUS_EVERY_SECONDS of the last refresh's start nothing is sent, so a busy campaign costs a worker
+    one campaign-wide fit per few seconds, not one per label; what such a label left stale is sent by the
+    next label, or by a worker's beat (`consensus_send_stale`). The stored consensus, which the pair API,
+    review pages, priorities and exports all read, thus trails the labels by a few seconds, one beat at
+    worst. The claim is one conditional UPDATE, so concurrent labels send one request. A request the
+    broker refused, or a message lost with it, blocks nothing for longer than CONSENSUS_LOST_AFTER_SECONDS.
     """
     now = clock.now()
-    due = Q(consensus_requested_at__isnull=True) | Q(
+    not_queued = Q(consensus_requested_at__isnull=True) | Q(
         consensus_requested_at__lte=now - timedelta(seconds=CONSENSUS_LOST_AFTER_SECONDS)
     )
-    if not Campaign.objects.filter(due, pk=campaign_id).update(consensus_requested_at=now):
+    rested = Q(consensus_started_at__isnull=True) | Q(
+        consensus_started_at__lte=now - timedelta(seconds=CONSENSUS_EVERY_SECONDS)
+    )
+    if not Campaign.objects.filter(not_queued, rested, pk=campaign_id).update(consensus_requested_at=now):
         return False
     if campaign_work_send("consensus_refresh", campaign_id=campaign_id):
         return True
     Campaign.objects.filter(pk=campaign_id, consensus_requested_at=now).update(consensus_requested_at=None)
     return False
+
+
+def consensus_send_stale() -> int:
+    """Ask for a refresh of every campaign with labels its stored consensus has not seen; return how many sent.
+
+    A worker's beat calls it, so the last labels of a burst, saved while a refresh had just started, are in
+    the stored consensus within one beat even when no label follows them.
+    """
+    stale = Campaign.objects.filter(consensus_labels__lt=F("human_labels")).values_list("pk", flat=True)
+    return sum(consensus_request(campaign_id=campaign_id) for campaign_id in stale)
 
 
 def consensus_refresh_start(*, campaign: Campaign) -> int:
@@ -55,7 +71,11 @@ def consensus_refresh_start(*, campaign: Campaign) -> int:
 
 
 def consensus_refresh(*, campaign: Campaign) -> int:
-    """Recompute the consensus of every pair with human labels and store it on the pairs; return how many."""
+    """Recompute the consensus of every pair with human labels and store it on the pairs; return how many.
+
+    What it starts from is recorded first (when, and the count of human labels), so labels saved while it
+    runs leave the campaign stale for the next one."""
+    Campaign.objects.filter(pk=campaign.pk).update(consensus_started_at=clock.now(), consensus_labels=F("human_labels"))
     table = label_table(campaign)
     result = consensus(table)
     values = [(int(pair_id), result.as_json(i)) for i, pair_id in enumerate(table.pair_ids)]
