@@ -220,7 +220,8 @@ def annotation_rows(
     labels = human_labels(spec).filter(pair__in=_pairs(spec)).order_by("pair_id", "id")
     columns = [("pair_id", "pair_id"), *ANNOTATION_COLUMNS]
     total = max(labels.count(), 1)
-    pairs = _pair_stream(spec, _pairs(spec).filter(Exists(labels.filter(pair_id=OuterRef("pk")))))
+    labeled = Exists(human_labels(spec).filter(pair_id=OuterRef("pk")))
+    pairs = _pair_stream(spec, _pairs(spec).filter(labeled))
     pair: tuple[dict, Verdict | str] | None = None
     annotators = _Pseudonyms(spec.campaign_id)
     for seen, label in enumerate(_dicts(labels, columns), start=1):
