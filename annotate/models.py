@@ -285,6 +285,7 @@ class Job(models.Model):
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    queue = models.CharField(max_length=10, blank=True)  # where its task was last sent
     worker = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)  # when the broker took its task
@@ -351,7 +352,6 @@ class ModelRun(Job):
     trigger = models.CharField(max_length=8, choices=Trigger.choices)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     labels_at_request = models.PositiveIntegerField(default=0)
-    queue = models.CharField(max_length=10, blank=True)
     device = models.CharField(max_length=20, blank=True)
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)

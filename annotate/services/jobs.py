@@ -121,8 +121,7 @@ def job_send(job: Job) -> bool:
     queue = kind.queue()
     if not task_send(kind.task, job.pk, queue=queue, what=str(job)):
         return False
-    sent = {"queue": queue} if isinstance(job, ModelRun) else {}
-    type(job).objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(dispatched_at=clock.now(), **sent)
+    type(job).objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(dispatched_at=clock.now(), queue=queue)
     return True
 
 
