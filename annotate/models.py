@@ -13,6 +13,9 @@ from django.db.models import Q
 
 from rewardlab import answers
 
+# The largest id a row can have (bigint); a larger one names no row, and PostgreSQL would refuse to compare it.
+MAX_ROW_ID = 2**63 - 1
+
 
 class Choice(models.TextChoices):
     """Which response is more hallucinated (API.md, "Labels")."""

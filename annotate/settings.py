@@ -154,7 +154,7 @@ REWARDLAB_MAX_IMAGE_BYTES = int(os.environ.get("REWARDLAB_MAX_IMAGE_BYTES", str(
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "annotate.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -13,8 +14,8 @@ from django.db import connection
 from annotate import clock
 from annotate.exceptions import ConflictError
 from annotate.models import Annotation, Assignment, ModelRun, Pair
-from annotate.services.annotations import LabelInput, annotation_submit
-from annotate.services.assignments import assignment_next, assignment_skip
+from annotate.services.annotations import LabelInput, annotation_save, annotation_submit
+from annotate.services.assignments import assignment_next, assignment_skip, lease_take
 from annotate.services.campaigns import campaign_update, membership_set
 from tests.factories import make_pairs
 
@@ -65,6 +66,59 @@ def test_concurrent_annotators_never_exceed_overlap_or_repeat(campaign, make_use
     campaign.refresh_from_db()
     assert campaign.human_labels == Annotation.objects.count(), "no label is lost from the retrain counter"
     assert ModelRun.objects.filter(campaign=campaign).count() == 1, "racing triggers make one retrain, not several"
+
+
+def _label_by_statements(campaign_id: int, user_id: int, barrier: threading.Barrier, out: dict) -> None:
+    """One tab of the API's loop, one statement per call: lease, then submit twice (a double click)."""
+    try:
+        barrier.wait(timeout=30)
+        while (lease := lease_take(campaign_id=campaign_id, user_id=user_id)) is not None:
+            shown = json.loads(lease.body)
+            out["leases"].append((user_id, shown["pair"]["id"], lease.assignment_id, lease.created))
+            for _ in range(2):
+                saved = annotation_save(assignment_id=lease.assignment_id, user_id=user_id, label=LABEL)
+                out["saves"].append((lease.assignment_id, saved.annotation_id, saved.created))
+    except Exception as exc:  # reported to the main thread, which fails the test
+        out["errors"].append(exc)
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_one_statement_paths_keep_overlap_leases_and_idempotency_under_24_threads(campaign, make_user):
+    """`rewardlab_lease` and `rewardlab_submit` as the API calls them: 12 annotators with two tabs each, at once."""
+    campaign_update(campaign=campaign, overlap=3, gold_share=0.2, retrain_every=10**6)
+    pairs = make_pairs(campaign, 40, gold=5)
+    users = [make_user(f"tab{n}") for n in range(12)]
+    for user in users:
+        membership_set(campaign=campaign, username=user.username, role="annotator")
+    out: dict[str, list] = {"leases": [], "saves": [], "errors": []}
+    barrier = threading.Barrier(24)
+    threads = [
+        threading.Thread(target=_label_by_statements, args=(campaign.pk, user.pk, barrier, out))
+        for user in users
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert out["errors"] == [] and not any(thread.is_alive() for thread in threads)
+    created = [(user, pair) for user, pair, _, was_created in out["leases"] if was_created]
+    assert len(created) == len(set(created)), "no annotator was leased the same pair twice"
+    per_pair = Counter(Annotation.objects.values_list("pair_id", flat=True))
+    gold_ids = {pair.pk for pair in pairs if pair.is_gold}
+    assert all(per_pair[pair.pk] == 3 for pair in pairs if not pair.is_gold), "every pair gets exactly k labels"
+    assert all(per_pair[pair_id] <= len(users) for pair_id in gold_ids)
+    firsts = {assignment: annotation for assignment, annotation, was_created in out["saves"] if was_created}
+    assert len(firsts) == Annotation.objects.count(), "each assignment was saved once, however often it was sent"
+    assert all(firsts[assignment] == annotation for assignment, annotation, _ in out["saves"]), "resubmits agree"
+    assert not Assignment.objects.filter(status=Assignment.Status.LEASED).exists(), "no lease is left hanging"
+    for pair in Pair.objects.filter(campaign=campaign):
+        assert pair.labels_count == per_pair[pair.pk], "the pair's counter matches its labels"
+    campaign.refresh_from_db()
+    assert campaign.human_labels == Annotation.objects.count(), "no label is lost from the retrain counter"
 
 
 @pytest.mark.django_db

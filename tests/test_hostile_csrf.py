@@ -21,9 +21,10 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.views import APIView
 
+from annotate.api.authentication import TokenAuthentication
 from annotate.models import Annotation, Campaign, ExportSnapshot, ImportJob, Membership, ModelRun
 from annotate.services.assignments import assignment_next
 from tests import factories

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -13,18 +14,17 @@ from annotate.api.schema import CONFLICT, NOT_FOUND
 from annotate.api.serializers import AnnotatorPairOutput
 from annotate.models import HALLUCINATION_TYPES, Annotation, Choice, Side
 from annotate.selectors import annotation_list, pseudonym
-from annotate.services.annotations import LabelInput, annotation_submit
-from annotate.services.assignments import assignment_next, assignment_skip
+from annotate.services.annotations import LabelInput, annotation_save
+from annotate.services.assignments import assignment_skip, lease_take
 
 
 class NextPairOutput(serializers.Serializer):
-    assignment = serializers.IntegerField(source="pk")
+    """The next-pair answer's shape, for the schema: `rewardlab_lease` builds the JSON itself (migration 0011)."""
+
+    assignment = serializers.IntegerField()
     expires_at = serializers.DateTimeField()
     left = serializers.ChoiceField(choices=Side.choices)
-    pair = serializers.SerializerMethodField()
-
-    def get_pair(self, assignment) -> AnnotatorPairOutput:
-        return AnnotatorPairOutput(assignment.pair, context={"show_facts": self.context["campaign"].show_facts}).data
+    pair = AnnotatorPairOutput()
 
 
 class NextPairApi(APIView):
@@ -35,11 +35,10 @@ class NextPairApi(APIView):
         operation_id="campaign_next_pair",
     )
     def get(self, request, campaign_id: int):
-        campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
-        lease = assignment_next(campaign=campaign, annotator=request.user)
+        lease = lease_take(campaign_id=campaign_id, user_id=request.user.pk)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(NextPairOutput(lease.assignment, context={"campaign": campaign}).data)
+        return HttpResponse(lease.body, content_type="application/json")
 
 
 class SpanInput(serializers.Serializer):
@@ -96,9 +95,9 @@ class AnnotationCreateApi(APIView):
             rationale=data["rationale"],
             duration_ms=data["duration_ms"],
         )
-        annotation, created = annotation_submit(assignment_id=data["assignment"], annotator=request.user, label=label)
-        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        return Response(AnnotationOutput(annotation).data, status=code)
+        submitted = annotation_save(assignment_id=data["assignment"], user_id=request.user.pk, label=label)
+        code = status.HTTP_201_CREATED if submitted.created else status.HTTP_200_OK
+        return Response(submitted.body, status=code)
 
 
 class AssignmentSkipApi(APIView):

@@ -1,24 +1,34 @@
-"""Saving human labels (API.md, "Labels"): idempotent per assignment, validated against the campaign."""
+"""Saving human labels (API.md, "Labels"): idempotent per assignment, validated against the campaign.
+
+The save is one call of the PL/pgSQL function `rewardlab_submit` (migration 0011), one round trip on the
+labeling hot path.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from psycopg.types.json import Jsonb
 
 from annotate import clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
-from annotate.models import HALLUCINATION_TYPES, Annotation, Assignment, Campaign, Choice, Pair
-from annotate.services.assignments import live_lease_filter
+from annotate.models import HALLUCINATION_TYPES, MAX_ROW_ID, Annotation, Campaign, Choice
+from annotate.selectors import pseudonym
 from annotate.services.model_runs import retrain_if_due
-from annotate.services.quality import consensus_request, gold_check
+from annotate.services.quality import consensus_intervals, consensus_send_claimed, gold_check
 
 logger = logging.getLogger(__name__)
 
 PREFERENCE_CHOICES = {Choice.A, Choice.B}
+# What the columns hold (smallint, integer); the campaign's own scale is checked by `rewardlab_submit`.
+MAX_STRENGTH = 32767
+MAX_DURATION_MS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -33,119 +43,105 @@ class LabelInput:
     duration_ms: int | None = None
 
 
-def label_errors(label: LabelInput, *, campaign: Campaign, pair: Pair) -> dict[str, str]:
-    """Return what is wrong with a label, per field; empty when it is valid for this campaign and pair."""
+@dataclass(frozen=True)
+class Submitted:
+    """A saved label as `rewardlab_submit` returned it; `body` is the API's annotation JSON, built by PostgreSQL."""
+
+    annotation_id: int
+    created: bool
+    body: dict
+
+
+def label_shape_errors(label: LabelInput) -> dict[str, str]:
+    """Return what is wrong with a label on its own, per field; the campaign and the pair are checked in SQL.
+
+    `rewardlab_submit` (migration 0011) checks the strength against the campaign's scale, the spans against
+    the answers' lengths and the rationale the campaign may require, and names the field the same way.
+    """
     errors: dict[str, str] = {}
     if label.more_hallucinated not in Choice.values:
         errors["more_hallucinated"] = f"Expected one of {', '.join(Choice.values)}, got {label.more_hallucinated!r}."
-    elif label.more_hallucinated in PREFERENCE_CHOICES:
-        if label.strength is None or not 1 <= label.strength <= campaign.strength_scale:
-            errors["strength"] = (
-                f"A choice of {label.more_hallucinated!r} needs a strength from 1 to {campaign.strength_scale}, "
-                f"got {label.strength!r}."
-            )
-    elif label.strength is not None:
+    elif label.more_hallucinated not in PREFERENCE_CHOICES and label.strength is not None:
         errors["strength"] = f"'{label.more_hallucinated}' takes no strength, got {label.strength!r}."
+    elif label.strength is not None and not 1 <= label.strength <= MAX_STRENGTH:
+        errors["strength"] = f"Expected a strength from 1 to the campaign's scale, got {label.strength!r}."
     unknown = sorted(set(label.hallucination_types) - set(HALLUCINATION_TYPES))
     if unknown:
         errors["hallucination_types"] = f"Unknown types {unknown}; expected some of {', '.join(HALLUCINATION_TYPES)}."
-    span_error = _span_error(label.spans, pair)
+    span_error = _span_shape_error(label.spans)
     if span_error:
         errors["spans"] = span_error
-    if campaign.rationale_required and not label.rationale.strip():
-        errors["rationale"] = "This campaign asks for a rationale with every label."
-    if label.duration_ms is not None and label.duration_ms < 0:
-        errors["duration_ms"] = f"Expected a non-negative duration, got {label.duration_ms}."
+    if label.duration_ms is not None and not 0 <= label.duration_ms <= MAX_DURATION_MS:
+        errors["duration_ms"] = f"Expected a duration from 0 to {MAX_DURATION_MS} ms, got {label.duration_ms}."
     return errors
 
 
-def _span_error(spans: tuple[dict, ...], pair: Pair) -> str | None:
-    texts = {"a": pair.a.text, "b": pair.b.text}
+def _span_shape_error(spans: tuple[dict, ...]) -> str | None:
     for index, span in enumerate(spans):
-        text = texts.get(span.get("response"))
-        start, end = span.get("start"), span.get("end")
-        if text is None:
+        if span.get("response") not in ("a", "b"):
             return f"Span {index}: response must be 'a' or 'b', got {span.get('response')!r}."
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
-            return f"Span {index}: expected 0 <= start < end <= {len(text)}, got start={start!r}, end={end!r}."
+        start, end = span.get("start"), span.get("end")
+        if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
+            return f"Span {index}: start and end must be integers, got start={start!r}, end={end!r}."
     return None
 
 
-def _ensure_slot(assignment: Assignment) -> None:
-    """Accept a label on an expired lease only while the pair still has room for it."""
+def annotation_save(*, assignment_id: int, user_id: int, label: LabelInput) -> Submitted:
+    """Save the label for an assignment in one call of `rewardlab_submit`; a resubmission creates nothing.
+
+    The function locks the assignment, checks the label against the campaign and the pair, keeps a label
+    on an expired lease only while the pair has room, counts it on the pair (closing a full one) and on the
+    campaign, and claims the consensus refresh. What needs a worker is asked for after the commit, so a
+    failure there never loses the saved label.
+    """
+    if not 0 < assignment_id <= MAX_ROW_ID:
+        raise NotFoundError(f"No assignment {assignment_id}.")
+    errors = label_shape_errors(label)
+    if errors:
+        raise ApplicationError("The label is not valid.", extra={"fields": errors})
     now = clock.now()
-    if assignment.expires_at > now:
-        return
-    pair = Pair.objects.select_for_update().get(pk=assignment.pair_id)
-    others = pair.assignments.filter(live_lease_filter(now)).exclude(pk=assignment.pk).count()
-    if not pair.is_gold and others >= pair.needed_labels:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT outcome, detail, body, campaign_id, is_gold, retrain_due, consensus_claimed "
+            "FROM rewardlab_submit(%s::integer, %s::bigint, %s::text, %s::integer, %s, %s, %s::text, %s::integer, "
+            "%s, %s, %s)",
+            [
+                user_id, assignment_id, label.more_hallucinated, label.strength,
+                Jsonb(list(label.hallucination_types)), Jsonb(list(label.spans)), label.rationale, label.duration_ms,
+                now, *consensus_intervals(),
+            ],
+        )  # fmt: skip
+        outcome, detail, body, campaign_id, is_gold, retrain_due, consensus_claimed = cursor.fetchone()
+    _raise_refusal(outcome, detail, assignment_id)
+    if consensus_claimed:
+        transaction.on_commit(lambda: _consensus_send(campaign_id, now))
+    if retrain_due:
+        transaction.on_commit(lambda: _retrain_if_due(campaign_id))
+    if is_gold and outcome == "created":
+        transaction.on_commit(lambda: _gold_check(campaign_id, user_id))
+    submitted = json.loads(body)
+    submitted["annotator"] = pseudonym(user_id=user_id, campaign_id=campaign_id)
+    return Submitted(annotation_id=submitted["id"], created=outcome == "created", body=submitted)
+
+
+def _raise_refusal(outcome: str, detail: str | None, assignment_id: int) -> None:
+    if outcome == "not_found":
+        raise NotFoundError(f"No assignment {assignment_id}.")
+    if outcome == "skipped":
+        raise ConflictError(f"Assignment {assignment_id} was skipped; it cannot be labeled any more.")
+    if outcome == "invalid":
+        raise ApplicationError("The label is not valid.", extra={"fields": json.loads(detail)})
+    if outcome == "expired":
         raise ConflictError(
-            f"Assignment {assignment.pk} expired at {assignment.expires_at:%Y-%m-%d %H:%M:%S} UTC and its pair "
+            f"Assignment {assignment_id} expired at {detail} UTC and its pair "
             "has since been given to other annotators; this label was not saved."
         )
 
 
 def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label: LabelInput) -> tuple[Annotation, bool]:
-    """Save the label for an assignment; a resubmission returns the first annotation and creates nothing.
-
-    Returns the annotation and whether it was created now.
-    """
-    with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update(of=("self",))
-            .select_related("pair__campaign", "pair__item", "pair__a", "pair__b")
-            .filter(pk=assignment_id, annotator=annotator)
-            .first()
-        )
-        if assignment is None:
-            raise NotFoundError(f"No assignment {assignment_id}.")
-        if assignment.status == Assignment.Status.DONE:
-            return Annotation.objects.get(assignment=assignment), False
-        if assignment.status == Assignment.Status.SKIPPED:
-            raise ConflictError(f"Assignment {assignment_id} was skipped; it cannot be labeled any more.")
-        pair = assignment.pair
-        errors = label_errors(label, campaign=pair.campaign, pair=pair)
-        if errors:
-            raise ApplicationError("The label is not valid.", extra={"fields": errors})
-        _ensure_slot(assignment)
-        annotation = Annotation.objects.create(
-            assignment=assignment,
-            pair=pair,
-            annotator=annotator,
-            more_hallucinated=label.more_hallucinated,
-            strength=label.strength,
-            hallucination_types=list(label.hallucination_types),
-            spans=list(label.spans),
-            rationale=label.rationale,
-            shown_left=assignment.left,
-            duration_ms=label.duration_ms,
-        )
-        assignment.status = Assignment.Status.DONE
-        assignment.finished_at = clock.now()
-        assignment.save(update_fields=["status", "finished_at"])
-        _count_label(pair)
-        transaction.on_commit(lambda: _consensus_request(pair.campaign_id))
-        if _count_campaign_label(pair.campaign_id):
-            transaction.on_commit(lambda: _retrain_if_due(pair.campaign_id))
-        if pair.is_gold:
-            transaction.on_commit(lambda: _gold_check(pair.campaign, annotator))
-    return annotation, True
-
-
-def _count_campaign_label(campaign_id: int) -> bool:
-    """Count the label on the campaign, last in the transaction; tell whether a retrain is due.
-
-    One UPDATE … RETURNING, so concurrent submits each see their own count and none is lost; the row
-    lock it takes lasts only until the commit right after.
-    """
-    table = Campaign._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET human_labels = human_labels + 1 WHERE id = %s "
-            "RETURNING human_labels - labels_at_last_request >= retrain_every",
-            [campaign_id],
-        )
-        return bool(cursor.fetchone()[0])
+    """Save the label for an assignment; return the annotation and whether it was created now (not a resubmit)."""
+    submitted = annotation_save(assignment_id=assignment_id, user_id=annotator.pk, label=label)
+    return Annotation.objects.get(pk=submitted.annotation_id), submitted.created
 
 
 def _retrain_if_due(campaign_id: int) -> None:
@@ -156,30 +152,22 @@ def _retrain_if_due(campaign_id: int) -> None:
         logger.exception("Campaign %s: the retrain could not be asked for; the next label asks again.", campaign_id)
 
 
-def _consensus_request(campaign_id: int) -> None:
-    """Ask for the consensus refresh after the label is committed; a failure here never loses the saved label."""
+def _consensus_send(campaign_id: int, claimed_at: datetime) -> None:
+    """Send the consensus refresh this label claimed; a failure here never loses the saved label."""
     try:
-        consensus_request(campaign_id=campaign_id)
+        consensus_send_claimed(campaign_id=campaign_id, claimed_at=claimed_at)
     except Exception:
         logger.exception("Campaign %s: the consensus refresh could not be asked for; the next label asks.", campaign_id)
 
 
-def _gold_check(campaign: Campaign, annotator: AbstractBaseUser) -> None:
+def _gold_check(campaign_id: int, user_id: int) -> None:
     """Judge gold accuracy after the label is committed; a failure here never loses the saved label."""
     try:
-        gold_check(campaign=campaign, annotator=annotator)
+        campaign = Campaign.objects.get(pk=campaign_id)
+        gold_check(campaign=campaign, annotator=get_user_model().objects.get(pk=user_id))
     except Exception:
         logger.exception(
             "Campaign %s: gold accuracy of user %s was not checked; the next gold label checks again.",
-            campaign.pk,
-            annotator.pk,
+            campaign_id,
+            user_id,
         )
-
-
-def _count_label(pair: Pair) -> None:
-    """Count the label, and close a non-gold pair that now has all it needs, in one statement."""
-    now_complete = Q(gold_answer="") & Q(labels_count__gte=F("needed_labels") - 1)
-    Pair.objects.filter(pk=pair.pk).update(
-        labels_count=F("labels_count") + 1,
-        status=Case(When(now_complete, then=Value(Pair.Status.COMPLETE)), default=F("status")),
-    )

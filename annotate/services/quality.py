@@ -8,10 +8,11 @@ compute the same numbers live (`annotate.stats`).
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, Q
+from django.db import connection
+from django.db.models import F
 
 from annotate import clock
 from annotate.bulk import staged_update
@@ -40,17 +41,31 @@ def consensus_request(*, campaign_id: int) -> bool:
     broker refused, or a message lost with it, blocks nothing for longer than CONSENSUS_LOST_AFTER_SECONDS.
     """
     now = clock.now()
-    not_queued = Q(consensus_requested_at__isnull=True) | Q(
-        consensus_requested_at__lte=now - timedelta(seconds=CONSENSUS_LOST_AFTER_SECONDS)
+    return consensus_claim(campaign_id=campaign_id, now=now) and consensus_send_claimed(
+        campaign_id=campaign_id, claimed_at=now
     )
-    rested = Q(consensus_started_at__isnull=True) | Q(
-        consensus_started_at__lte=now - timedelta(seconds=CONSENSUS_EVERY_SECONDS)
-    )
-    if not Campaign.objects.filter(not_queued, rested, pk=campaign_id).update(consensus_requested_at=now):
-        return False
+
+
+def consensus_claim(*, campaign_id: int, now: datetime) -> bool:
+    """Claim the campaign's next refresh at `now`: one conditional UPDATE (`rewardlab_consensus_claim`).
+
+    `rewardlab_submit` claims with the same function, in the label's own round trip.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rewardlab_consensus_claim(%s, %s, %s, %s)", [campaign_id, now, *consensus_intervals()])
+        return cursor.fetchone()[0]
+
+
+def consensus_intervals() -> tuple[timedelta, timedelta]:
+    """The claim's two intervals: the rest between refreshes, and when a queued request counts as lost."""
+    return timedelta(seconds=CONSENSUS_EVERY_SECONDS), timedelta(seconds=CONSENSUS_LOST_AFTER_SECONDS)
+
+
+def consensus_send_claimed(*, campaign_id: int, claimed_at: datetime) -> bool:
+    """Send the refresh claimed at `claimed_at`; a request the broker refused lets go of the claim."""
     if campaign_work_send("consensus_refresh", campaign_id=campaign_id):
         return True
-    Campaign.objects.filter(pk=campaign_id, consensus_requested_at=now).update(consensus_requested_at=None)
+    Campaign.objects.filter(pk=campaign_id, consensus_requested_at=claimed_at).update(consensus_requested_at=None)
     return False
 
 

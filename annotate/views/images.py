@@ -13,10 +13,10 @@ from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_safe
 from PIL import Image as PILImage
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from annotate import access
+from annotate.api.authentication import TokenAuthentication
 from annotate.exceptions import NotFoundError
 from annotate.models import Image
 from annotate.views.errors import renders_errors
