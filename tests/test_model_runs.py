@@ -123,6 +123,28 @@ def test_labels_at_the_retrain_threshold_queue_a_run(campaign, make_user):
     assert campaign.human_labels == campaign.labels_at_last_request == 2
 
 
+@pytest.mark.parametrize(
+    ("run_status", "sent_seconds_ago", "asks"),
+    [(None, None, True), ("running", 1, False), ("queued", 1, False), ("queued", None, True), ("queued", 3600, True)],
+)
+def test_a_due_label_asks_for_a_retrain_only_when_no_run_is_on_its_way(
+    campaign, django_capture_on_commit_callbacks, monkeypatch, run_status, sent_seconds_ago, asks
+):
+    """A run training, or one the broker got lately, is left alone; none, or one that never left, is asked for."""
+    campaign_update(campaign=campaign, retrain_every=1)
+    make_pairs(campaign, 1)
+    if run_status:
+        sent = None if sent_seconds_ago is None else clock.now() - timedelta(seconds=sent_seconds_ago)
+        ModelRun.objects.create(campaign=campaign, trigger="lead", status=run_status, dispatched_at=sent)
+    asked = []
+    monkeypatch.setattr("annotate.services.annotations._retrain_if_due", asked.append)
+    ann1 = get_user_model().objects.get(username="ann1")
+    with django_capture_on_commit_callbacks(execute=True):
+        lease = assignment_next(campaign=campaign, annotator=ann1)
+        annotation_submit(assignment_id=lease.assignment.pk, annotator=ann1, label=LabelInput("a", strength=2))
+    assert asked == ([campaign.pk] if asks else [])
+
+
 def test_suspected_noise_is_shown_in_both_orders(campaign, make_user):
     (pair,) = make_pairs(campaign, 1)
     Pair.objects.filter(pk=pair.pk).update(surfaced=["suspected_noise"], needed_labels=4)

@@ -149,7 +149,8 @@ $$;
 SUBMIT = r"""
 CREATE OR REPLACE FUNCTION rewardlab_submit(
     p_user integer, p_assignment bigint, p_choice text, p_strength integer, p_types jsonb, p_spans jsonb,
-    p_rationale text, p_duration integer, p_now timestamptz, p_consensus_every interval, p_consensus_lost interval
+    p_rationale text, p_duration integer, p_now timestamptz, p_consensus_every interval, p_consensus_lost interval,
+    p_resend_before timestamptz
 ) RETURNS TABLE (
     outcome text, detail text, body text, campaign_id bigint, is_gold boolean, retrain_due boolean,
     consensus_claimed boolean
@@ -244,6 +245,13 @@ BEGIN
            SET human_labels = c.human_labels + 1
          WHERE c.id = v.campaign_id
         RETURNING c.human_labels - c.labels_at_last_request >= c.retrain_every INTO v_due;
+        -- Due, but a run is already training or its request reached the broker lately: nothing to ask for.
+        -- Otherwise `retrain_if_due` decides (it queues a run, or sends one again that never left).
+        v_due := v_due AND NOT EXISTS (
+            SELECT 1 FROM annotate_modelrun r
+             WHERE r.campaign_id = v.campaign_id
+               AND (r.status = 'running' OR (r.status = 'queued' AND r.dispatched_at >= p_resend_before))
+        );
         v_claimed := rewardlab_consensus_claim(v.campaign_id, p_now, p_consensus_every, p_consensus_lost);
         v_outcome := 'created';
     END IF;
@@ -287,7 +295,9 @@ $$;
 """
 
 DROP = """
-DROP FUNCTION IF EXISTS rewardlab_submit(integer, bigint, text, integer, jsonb, jsonb, text, integer, timestamptz, interval, interval);
+DROP FUNCTION IF EXISTS rewardlab_submit(
+    integer, bigint, text, integer, jsonb, jsonb, text, integer, timestamptz, interval, interval, timestamptz
+);
 DROP FUNCTION IF EXISTS rewardlab_consensus_claim(bigint, timestamptz, interval, interval);
 DROP FUNCTION IF EXISTS rewardlab_lease(integer, bigint, text[], double precision, timestamptz, text, integer);
 """

@@ -20,6 +20,7 @@ from annotate import clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
 from annotate.models import HALLUCINATION_TYPES, MAX_ROW_ID, Annotation, Campaign, Choice
 from annotate.selectors import pseudonym
+from annotate.services.jobs import resend_before
 from annotate.services.model_runs import retrain_if_due
 from annotate.services.quality import consensus_intervals, consensus_send_claimed, gold_check
 
@@ -104,11 +105,11 @@ def annotation_save(*, assignment_id: int, user_id: int, label: LabelInput) -> S
         cursor.execute(
             "SELECT outcome, detail, body, campaign_id, is_gold, retrain_due, consensus_claimed "
             "FROM rewardlab_submit(%s::integer, %s::bigint, %s::text, %s::integer, %s, %s, %s::text, %s::integer, "
-            "%s, %s, %s)",
+            "%s, %s, %s, %s)",
             [
                 user_id, assignment_id, label.more_hallucinated, label.strength,
                 Jsonb(list(label.hallucination_types)), Jsonb(list(label.spans)), label.rationale, label.duration_ms,
-                now, *consensus_intervals(),
+                now, *consensus_intervals(), resend_before(),
             ],
         )  # fmt: skip
         outcome, detail, body, campaign_id, is_gold, retrain_due, consensus_claimed = cursor.fetchone()

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection
 from django.db.models import F, Q, QuerySet
@@ -125,18 +125,19 @@ def job_send(job: Job) -> bool:
     return True
 
 
-def _resend_before():
+def resend_before() -> datetime:
+    """Queued jobs sent before this are taken as lost by the broker and sent again."""
     return clock.now() - timedelta(seconds=RESEND_AFTER_SECONDS)
 
 
 def is_unsent(job: Job) -> bool:
     """Tell whether a queued row's task never reached the broker, or reached it so long ago it was lost."""
-    return job.dispatched_at is None or job.dispatched_at < _resend_before()
+    return job.dispatched_at is None or job.dispatched_at < resend_before()
 
 
 def jobs_send_unsent() -> int:
     """Send every queued job, of every kind, that `is_unsent`; return how many were sent."""
-    unsent = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=_resend_before())
+    unsent = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=resend_before())
     return sum(
         job_send(job) for job_model in KINDS for job in job_model.objects.filter(unsent, status=Job.Status.QUEUED)
     )
