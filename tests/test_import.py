@@ -437,24 +437,3 @@ def test_command_fails_naming_each_line(campaign, tmp_path):
     lines = err.getvalue().splitlines()
     assert lines[0].startswith("line 3: not valid JSON") and lines[1].startswith("line 4: responses")
     assert Item.objects.count() == 0
-
-
-def test_an_image_file_whose_write_fails_is_removed_and_an_existing_one_is_kept(monkeypatch):
-    from annotate.services import imports
-
-    name = "images/ab/" + "ab" * 32 + ".png"
-    path = Path(django_settings.MEDIA_ROOT) / name
-    real_open = Path.open
-
-    def open_then_fail(self, mode="r", *args, **kwargs):
-        file = real_open(self, mode, *args, **kwargs)
-        file.write = mock.Mock(side_effect=OSError(28, "No space left on device"))
-        return file
-
-    monkeypatch.setattr(Path, "open", open_then_fail)
-    with pytest.raises(OSError, match="No space"):
-        imports._image_file_write(name, b"png bytes")
-    assert not path.exists(), "a truncated file would pass for the image in every later import"
-    monkeypatch.undo()
-    assert imports._image_file_write(name, b"png bytes") == name and path.read_bytes() == b"png bytes"
-    assert imports._image_file_write(name, b"other") == name and path.read_bytes() == b"png bytes"

@@ -8,9 +8,7 @@ every campaign that shows them.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
@@ -41,10 +39,6 @@ from rewardlab.package.package import (
 )
 
 BATCH_SIZE = 1000
-# Image files are written by a few threads while the next are read (at most FILES_IN_FLIGHT held in memory):
-# on a journaling file system one thread waits on every create; four wrote 10k of them 1.6x faster here.
-FILE_WRITERS = 4
-FILES_IN_FLIGHT = 64
 # Enough to show a pattern in a bad file without building a huge error list.
 MAX_ERRORS = 50
 # Validation moves progress from 0 to VALIDATED; the write transaction is the rest.
@@ -214,59 +208,22 @@ def _store_images(
     its content, so the next import of the same bytes finds it and uses it.
     """
     new: dict[str, Image] = {}
-    writing: deque[tuple[str, Future]] = deque()
-    with ThreadPoolExecutor(FILE_WRITERS) as writers:
-        for spec, sha in _new_images(batch, image_ids):
-            info = infos[sha]
-            data = package.read_image(spec.image, max_bytes=settings.REWARDLAB_MAX_IMAGE_BYTES)
-            new[sha] = Image(sha256=sha, width=info.width, height=info.height, format=info.format, size_bytes=len(data))
-            writing.append((sha, writers.submit(_image_file_write, f"images/{sha[:2]}/{sha}.{info.ext}", data)))
-            if len(writing) > FILES_IN_FLIGHT:
-                _file_written(new, *writing.popleft())
-        while writing:
-            _file_written(new, *writing.popleft())
+    for spec, sha in batch:
+        if sha in image_ids or sha in new:
+            continue
+        info = infos[sha]
+        data = package.read_image(spec.image, max_bytes=settings.REWARDLAB_MAX_IMAGE_BYTES)
+        name = f"images/{sha[:2]}/{sha}.{info.ext}"
+        if not default_storage.exists(name):
+            name = default_storage.save(name, ContentFile(data))
+        new[sha] = Image(
+            sha256=sha, file=name, width=info.width, height=info.height, format=info.format, size_bytes=len(data)
+        )
     # An import running beside this one may store the same image first; take its row instead of failing.
     rows = Image.objects.bulk_create(
         list(new.values()), update_conflicts=True, unique_fields=["sha256"], update_fields=["sha256"]
     )
     image_ids.update((row.sha256, row.pk) for row in rows)
-
-
-def _file_written(new: dict[str, Image], sha: str, writing: Future) -> None:
-    new[sha].file = writing.result()
-
-
-def _new_images(batch: list[tuple[ItemSpec, str]], image_ids: dict[str, int]) -> Iterator[tuple[ItemSpec, str]]:
-    """The batch's images not stored yet, each once."""
-    seen = set(image_ids)
-    for spec, sha in batch:
-        if sha not in seen:
-            seen.add(sha)
-            yield spec, sha
-
-
-def _image_file_write(name: str, data: bytes) -> str:
-    """Store an image under its content name, unless a file of that name is there already; return the name.
-
-    On the file system it is one exclusive create and write, safe from several threads: `Storage.save`
-    also looks for a free name, locks the file and streams it in chunks. A write that fails removes its
-    file, so no later import takes a truncated one for the image. Other storages save as usual.
-    """
-    if not isinstance(default_storage, FileSystemStorage):
-        return name if default_storage.exists(name) else default_storage.save(name, ContentFile(data))
-    path = Path(default_storage.path(name))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        file = path.open("xb")
-    except FileExistsError:
-        return name  # named by its SHA-256: the same bytes
-    try:
-        with file:
-            file.write(data)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return name
 
 
 def _create_rows(
