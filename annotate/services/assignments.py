@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q
 from django.urls import reverse
 
 from annotate import access, clock
@@ -45,11 +43,6 @@ class LeaseTaken:
     assignment_id: int
     created: bool
     body: str
-
-
-def live_lease_filter(now: datetime) -> Q:
-    """Assignments that count against a pair's overlap: done ones and leases not yet expired."""
-    return Q(status=Assignment.Status.DONE) | Q(status=Assignment.Status.LEASED, expires_at__gt=now)
 
 
 @cache
