@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import datetime
 
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from annotate.models import Annotation, Assignment
+from annotate.api.labeling import AnnotationOutput, NextPairOutput
+from annotate.models import Annotation, Assignment, Item
 from annotate.services.quality import consensus_refresh
 from tests.factories import make_pairs
 
@@ -193,3 +196,37 @@ def test_the_labeling_loop_has_a_fixed_query_budget(campaign, api_as, django_ass
         assignment = client.get(f"/api/v1/campaigns/{campaign.pk}/next-pair/").json()["assignment"]
     with django_assert_num_queries(2):  # the token, then one call of rewardlab_submit
         assert _submit(client, assignment).status_code == 201
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("show_facts", [False, True])
+def test_the_next_pair_postgresql_writes_is_the_one_the_serializers_describe(campaign, api_as, show_facts):
+    """`rewardlab_lease` builds the JSON itself; it must say exactly what `NextPairOutput` documents."""
+    campaign.show_facts = show_facts
+    campaign.save()
+    (pair,) = make_pairs(campaign, 1, prompt='Is the "ball" red? <b>ünïcode</b> \\ \n', texts=("Ja — rot.", "Nein\t{}"))
+    Item.objects.filter(pk=pair.item_id).update(facts={"caption": "Zwei Bälle", "n": 2})
+    body = api_as("ann1").get(f"/api/v1/campaigns/{campaign.pk}/next-pair/").json()
+    assignment = Assignment.objects.get(pk=body["assignment"])
+    pair.refresh_from_db()
+    expected = NextPairOutput(
+        {"assignment": assignment.pk, "expires_at": assignment.expires_at, "left": assignment.left, "pair": pair},
+        context={"show_facts": show_facts},
+    ).data
+    assert datetime.fromisoformat(body.pop("expires_at")) == assignment.expires_at
+    expected.pop("expires_at")
+    assert body == json.loads(json.dumps(expected))
+    assert ("facts" in body["pair"]["item"]) is show_facts
+
+
+@pytest.mark.django_db
+def test_the_annotation_postgresql_writes_is_the_one_the_serializer_describes(campaign, api_as):
+    """`rewardlab_submit` builds the JSON itself; it must say exactly what `AnnotationOutput` documents."""
+    make_pairs(campaign, 1)
+    client = api_as("ann1")
+    assignment = client.get(f"/api/v1/campaigns/{campaign.pk}/next-pair/").json()["assignment"]
+    spans = [{"response": "a", "start": 0, "end": 3}]
+    body = _submit(client, assignment, hallucination_types=["count"], spans=spans, rationale='"Drei" \u2014 <i>').json()
+    expected = AnnotationOutput(Annotation.objects.get(assignment_id=assignment)).data
+    assert datetime.fromisoformat(body.pop("created_at")) == datetime.fromisoformat(expected.pop("created_at"))
+    assert body == json.loads(json.dumps(expected))
