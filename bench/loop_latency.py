@@ -129,7 +129,7 @@ class Annotator(threading.Thread):
     def run(self) -> None:
         from django.db import connection
 
-        from annotate.services.annotations import LabelInput, annotation_submit
+        from annotate.services.annotations import LabelInput, annotation_save
         from annotate.services.assignments import assignment_next
 
         try:
@@ -141,7 +141,7 @@ class Annotator(threading.Thread):
                     time.sleep(0.05)
                     continue
                 label = LabelInput(more_hallucinated="a", strength=2, duration_ms=1000)
-                annotation_submit(assignment_id=lease.assignment.pk, annotator=self.user, label=label)
+                annotation_save(assignment_id=lease.assignment.pk, user_id=self.user.pk, label=label)
                 self.latencies_ms.append((time.perf_counter() - started) * 1000)
                 self.stop.wait(THINK_SECONDS)
         finally:
@@ -164,7 +164,7 @@ def bench_size(pairs: int, *, index: int, data_dir: Path) -> dict:
     from django.contrib.auth import get_user_model
 
     from annotate.models import Annotation
-    from annotate.services.annotations import LabelInput, annotation_submit
+    from annotate.services.annotations import LabelInput, annotation_save
     from annotate.services.assignments import assignment_next
     from annotate.services.campaigns import campaign_create, campaign_update, membership_set
     from annotate.services.imports import import_package
@@ -194,7 +194,7 @@ def bench_size(pairs: int, *, index: int, data_dir: Path) -> dict:
     label = LabelInput(more_hallucinated="b", strength=3, duration_ms=1500)
     for _ in range(RETRAIN_EVERY):
         lease = assignment_next(campaign=campaign, annotator=users[0])
-        annotation_submit(assignment_id=lease.assignment.pk, annotator=users[0], label=label)
+        annotation_save(assignment_id=lease.assignment.pk, user_id=users[0].pk, label=label)
     trigger = Annotation.objects.filter(annotator=users[0]).latest("id")
     campaign_update(campaign=campaign, retrain_every=10**6)  # the background annotator must not queue another
     annotator = Annotator(campaign, users[1])

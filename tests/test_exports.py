@@ -39,7 +39,7 @@ from annotate.models import (
     PriorLabel,
     Response,
 )
-from annotate.services.annotations import LabelInput, annotation_submit
+from annotate.services.annotations import LabelInput, annotation_save
 from annotate.services.campaigns import campaign_create, membership_set
 from annotate.services.exports import export_snapshot_create, export_snapshot_run
 from annotate.services.imports import import_job_run, import_package
@@ -99,9 +99,10 @@ def label(pair: Pair, username: str, choice: str, strength: int | None = None, *
     assignment = Assignment.objects.create(
         pair=pair, annotator=annotator, left="b", leased_at=now, expires_at=now + timedelta(hours=1)
     )
-    annotation, _ = annotation_submit(
-        assignment_id=assignment.pk, annotator=annotator, label=LabelInput(choice, strength, duration_ms=900)
+    saved = annotation_save(
+        assignment_id=assignment.pk, user_id=annotator.pk, label=LabelInput(choice, strength, duration_ms=900)
     )
+    annotation = Annotation.objects.get(pk=saved.annotation_id)
     if on is not None:
         Annotation.objects.filter(pk=annotation.pk).update(
             created_at=datetime(on.year, on.month, on.day, 12, tzinfo=UTC)

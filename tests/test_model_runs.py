@@ -11,7 +11,7 @@ from django.db import OperationalError
 from annotate import clock
 from annotate.exceptions import ConflictError
 from annotate.models import Campaign, ModelRun, Pair, PairScore, Worker
-from annotate.services.annotations import LabelInput, annotation_submit
+from annotate.services.annotations import LabelInput, annotation_save
 from annotate.services.assignments import assignment_next
 from annotate.services.campaigns import campaign_update, membership_set
 from annotate.services.imports import import_package
@@ -115,7 +115,7 @@ def test_labels_at_the_retrain_threshold_queue_a_run(campaign, make_user):
     label = LabelInput(more_hallucinated="a", strength=2)
     for _ in range(2):
         lease = assignment_next(campaign=campaign, annotator=ann1)
-        annotation_submit(assignment_id=lease.assignment.pk, annotator=ann1, label=label)
+        annotation_save(assignment_id=lease.assignment.pk, user_id=ann1.pk, label=label)
         retrain_if_due(campaign_id=campaign.pk)  # what the submit's on_commit hook calls
     run = ModelRun.objects.get(campaign=campaign)
     assert run.trigger == "labels" and run.labels_at_request == 2
@@ -141,7 +141,7 @@ def test_a_due_label_asks_for_a_retrain_only_when_no_run_is_on_its_way(
     ann1 = get_user_model().objects.get(username="ann1")
     with django_capture_on_commit_callbacks(execute=True):
         lease = assignment_next(campaign=campaign, annotator=ann1)
-        annotation_submit(assignment_id=lease.assignment.pk, annotator=ann1, label=LabelInput("a", strength=2))
+        annotation_save(assignment_id=lease.assignment.pk, user_id=ann1.pk, label=LabelInput("a", strength=2))
     assert asked == ([campaign.pk] if asks else [])
 
 

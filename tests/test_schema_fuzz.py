@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from annotate.models import Campaign, ImportJob, ModelRun, PairScore
-from annotate.services.annotations import LabelInput, annotation_submit
+from annotate.services.annotations import LabelInput, annotation_save
 from annotate.services.assignments import assignment_next
 from tests.factories import make_pairs
 
@@ -73,7 +73,7 @@ def seeded(django_db_reset_sequences, campaign, make_user):
     label = LabelInput(more_hallucinated="b", strength=3, hallucination_types=("count",), duration_ms=900)
     for username in ("ann1", "ann2"):
         lease = assignment_next(campaign=campaign, annotator=users[username])
-        annotation_submit(assignment_id=lease.assignment.pk, annotator=users[username], label=label)
+        annotation_save(assignment_id=lease.assignment.pk, user_id=users[username].pk, label=label)
     open_lease = assignment_next(campaign=campaign, annotator=users["ann1"]).assignment
     now = timezone.now()
     run = ModelRun.objects.create(

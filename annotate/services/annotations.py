@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
 from annotate import clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
-from annotate.models import HALLUCINATION_TYPES, MAX_ROW_ID, Annotation, Campaign, Choice
+from annotate.models import HALLUCINATION_TYPES, MAX_ROW_ID, Campaign, Choice
 from annotate.selectors import pseudonym
 from annotate.services.jobs import resend_before
 from annotate.services.model_runs import retrain_if_due
@@ -137,12 +136,6 @@ def _raise_refusal(outcome: str, detail: str | None, assignment_id: int) -> None
             f"Assignment {assignment_id} expired at {detail} UTC and its pair "
             "has since been given to other annotators; this label was not saved."
         )
-
-
-def annotation_submit(*, assignment_id: int, annotator: AbstractBaseUser, label: LabelInput) -> tuple[Annotation, bool]:
-    """Save the label for an assignment; return the annotation and whether it was created now (not a resubmit)."""
-    submitted = annotation_save(assignment_id=assignment_id, user_id=annotator.pk, label=label)
-    return Annotation.objects.get(pk=submitted.annotation_id), submitted.created
 
 
 def _retrain_if_due(campaign_id: int) -> None:

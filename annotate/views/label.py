@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST, require_safe
 from annotate import access, selectors
 from annotate.exceptions import ApplicationError, ConflictError, PermissionDeniedError
 from annotate.models import HALLUCINATION_TYPES, Assignment, Campaign, Choice, Response, Side
-from annotate.services.annotations import LabelInput, annotation_submit
+from annotate.services.annotations import LabelInput, annotation_save
 from annotate.services.assignments import assignment_next, assignment_skip
 from annotate.views.auth import login_required
 from annotate.views.errors import INVALID_STATUS, renders_errors
@@ -216,7 +216,7 @@ def label_submit(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
         return _render_panel(request, campaign, assignment, values=values, errors=errors, status=INVALID_STATUS)
     label = label_input(form.cleaned_data, left=assignment.left)
     try:
-        annotation_submit(assignment_id=assignment.pk, annotator=request.user, label=label)
+        annotation_save(assignment_id=assignment.pk, user_id=request.user.pk, label=label)
     except ConflictError as exc:
         # The pair was skipped, or its lease expired and went to others: nothing to fix here, move on.
         return _next_panel(request, campaign, notice=exc.message)
