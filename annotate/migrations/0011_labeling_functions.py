@@ -80,11 +80,7 @@ BEGIN
                 END IF;
                 EXIT WHEN NOT FOUND;
                 -- Gold pairs have no overlap cap; the others are counted again on fresh data, under the lock.
-                IF v_gold OR (
-                    SELECT count(*) FROM annotate_assignment l
-                     WHERE l.pair_id = v_pair.id
-                       AND (l.status = 'done' OR (l.status = 'leased' AND l.expires_at > p_now))
-                ) < v_pair.needed_labels THEN
+                IF v_gold OR rewardlab_pair_load(v_pair.id, p_now, NULL) < v_pair.needed_labels THEN
                     -- Suspected noise alternates the side shown left, so its re-annotators see both orders.
                     v_left := CASE WHEN random() < 0.5 THEN 'a' ELSE 'b' END;
                     IF v_pair.surfaced ? 'suspected_noise' THEN
@@ -161,7 +157,6 @@ DECLARE
     v_errors jsonb := '{}';
     v_span jsonb;
     v_length integer;
-    v_others integer;
     v_annotation bigint;
     v_outcome text := 'existing';
     v_due boolean := false;
@@ -217,10 +212,7 @@ BEGIN
         -- A label on an expired lease is kept only while the pair still has room for it.
         IF v.expires_at <= p_now THEN
             PERFORM 1 FROM annotate_pair WHERE id = v.pair_id FOR UPDATE;
-            SELECT count(*) INTO v_others FROM annotate_assignment l
-             WHERE l.pair_id = v.pair_id AND l.id <> v.id
-               AND (l.status = 'done' OR (l.status = 'leased' AND l.expires_at > p_now));
-            IF NOT v.is_gold AND v_others >= v.needed_labels THEN
+            IF NOT v.is_gold AND rewardlab_pair_load(v.pair_id, p_now, v.id) >= v.needed_labels THEN
                 RETURN QUERY SELECT 'expired',
                     to_char(v.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
                     NULL::text, v.campaign_id, v.is_gold, false, false;
@@ -275,6 +267,19 @@ END
 $$;
 """
 
+# What counts against a pair's overlap: its labels and its leases not yet expired, but for one assignment
+# (the label being saved on an expired lease). VOLATILE: it counts on a snapshot of its own, taken after the
+# caller's row lock, so it sees every lease committed by whoever held that lock before.
+PAIR_LOAD = r"""
+CREATE OR REPLACE FUNCTION rewardlab_pair_load(p_pair bigint, p_now timestamptz, p_except bigint)
+RETURNS bigint
+LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) FROM annotate_assignment l
+     WHERE l.pair_id = p_pair AND l.id IS DISTINCT FROM p_except
+       AND (l.status = 'done' OR (l.status = 'leased' AND l.expires_at > p_now));
+$$;
+"""
+
 # A consensus refresh is claimed by one conditional UPDATE, so concurrent labels send one request
 # (annotate.services.quality.consensus_request says why the two intervals).
 CONSENSUS_CLAIM = r"""
@@ -300,6 +305,7 @@ DROP FUNCTION IF EXISTS rewardlab_submit(
 );
 DROP FUNCTION IF EXISTS rewardlab_consensus_claim(bigint, timestamptz, interval, interval);
 DROP FUNCTION IF EXISTS rewardlab_lease(integer, bigint, text[], double precision, timestamptz, text, integer);
+DROP FUNCTION IF EXISTS rewardlab_pair_load(bigint, timestamptz, bigint);
 """
 
 
@@ -309,5 +315,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunSQL(CONSENSUS_CLAIM + LEASE + SUBMIT, reverse_sql=DROP),
+        migrations.RunSQL(PAIR_LOAD + CONSENSUS_CLAIM + LEASE + SUBMIT, reverse_sql=DROP),
     ]
