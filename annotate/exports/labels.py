@@ -20,12 +20,12 @@ the rows are written. Up to FIT_MAX_LABELS labels, that is exactly the consensus
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
-import numpy as np
 from django.db.models import BigIntegerField, F, IntegerField, QuerySet, Value
 from django.db.models.functions import Mod
 
+from annotate.exports.stream import query_rows
 from annotate.models import Pair
 from annotate.quality.consensus import (
     consensus_with,
@@ -41,8 +41,7 @@ LAST_PAIR = sys.maxsize
 HASH_MULTIPLIER, HASH_SLOTS = 2_654_435_761, 2**32  # the product fits a bigint for pair ids below 3.4e9
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """A pair's label in the snapshot and how sure it is; `more_hallucinated` is None on a tie."""
 
     more_hallucinated: str | None
@@ -71,7 +70,7 @@ def fit_sample(labels: QuerySet, *, rater: str | None) -> LabelTable:
         big = BigIntegerField()
         slot = Mod(F("pair_id") * Value(HASH_MULTIPLIER, big), Value(HASH_SLOTS, big), output_field=big)
         labels = labels.alias(slot=slot).filter(slot__lt=HASH_SLOTS // stride)
-    return LabelTable.from_rows(label_rows(labels, rater=rater).order_by().iterator(chunk_size=CHUNK))
+    return LabelTable.from_rows(query_rows(label_rows(labels, rater=rater).order_by(), chunk=CHUNK))
 
 
 class Votes:
@@ -94,16 +93,13 @@ class Votes:
             raise ValueError(f"pair {pair_id} asked for after pair {self.first}: ask in increasing pair id")
         if pair_id > self.last:
             self._load(pair_id)
-        ids = self.table.pair_ids
-        at = int(np.searchsorted(ids, pair_id))
-        return at if at < len(ids) and ids[at] == pair_id else None
+        return self.position.get(pair_id)
 
     def _load(self, pair_id: int) -> None:
         """Read the next block: up to BLOCK_LABELS labels from `pair_id` on, ending at a whole pair."""
         # The second bound lets PostgreSQL start its scan of the pairs there too, not at the campaign's first pair.
-        rows = list(
-            self.rows.filter(pair_id__gte=pair_id, pair__in=Pair.objects.filter(pk__gte=pair_id))[:BLOCK_LABELS]
-        )
+        block = self.rows.filter(pair_id__gte=pair_id, pair__in=Pair.objects.filter(pk__gte=pair_id))[:BLOCK_LABELS]
+        rows = list(query_rows(block, chunk=BLOCK_LABELS))
         self.first, self.last = pair_id, LAST_PAIR
         if len(rows) == BLOCK_LABELS:
             self.last = rows[-1][0] - 1  # the last pair's labels may go on past the block
@@ -112,14 +108,16 @@ class Votes:
         self._decide(rows)
 
     def _decide(self, rows: list[tuple]) -> None:
-        self.table = LabelTable.from_rows(rows)
-        self.result = consensus_with(self.table, self.fit)
-        self.count = self.table.labels_per_pair()
-        self.votes = self.table.votes()
+        """Decide the block's pairs, kept as plain lists: a snapshot asks for each pair once, in order."""
+        table = LabelTable.from_rows(rows)
+        self.position = {pair_id: at for at, pair_id in enumerate(table.pair_ids.tolist())}
+        self.consensus = consensus_with(table, self.fit).as_json_all()
+        self.count = table.labels_per_pair().tolist()
+        self.votes = table.votes()
 
     def verdict(self, at: int, *, source: str) -> Verdict:
         """The pair's consensus as `Pair.consensus` stores it (`Consensus.as_json`), with its count and source."""
-        return Verdict(**self.result.as_json(at), n_labels=int(self.count[at]), source=source)
+        return Verdict(**self.consensus[at], n_labels=self.count[at], source=source)
 
     def gold_verdict(self, at: int | None, answer: str) -> Verdict:
         """Return the known answer, with what the human labels (if any) said about it."""

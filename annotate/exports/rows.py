@@ -1,9 +1,10 @@
 """The rows a snapshot is made of, streamed from the database: one per kept pair, or one per annotation.
 
-Both sources read with `.iterator()` in id order and yield plain frozen rows, so memory holds one chunk of
-the query, never the campaign. A row's `split` is drawn from a hash of its image's SHA-256, not of the pair
-or the item: every item showing one image lands on the same side, so no item and no image is ever in both
-train and test, and an image lands on the same side in every snapshot with the same test share.
+Both sources read through a server-side cursor in id order (`annotate.exports.stream`) and yield immutable
+rows, so memory holds one chunk of the query, never the campaign. A row's `split` is drawn from a hash of
+its image's SHA-256, not of the pair or the item: every item showing one image lands on the same side, so
+no item and no image is ever in both train and test, and an image lands on the same side in every snapshot
+with the same test share.
 
 A `Spec` is everything the rows depend on, read from the snapshot's record (filters, cutoff, model run,
 settings): the same spec gives the same rows, in the same order, whenever it is read.
@@ -12,16 +13,19 @@ settings): the same spec gives the same rows, in the same order, whenever it is 
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from django.db.models import Exists, FilteredRelation, OuterRef, Q, QuerySet
 
 from annotate.exports.filters import ExportFilters
+from annotate.exports.jsontext import loads
 from annotate.exports.labels import Verdict, Verdicts, Votes
+from annotate.exports.stream import query_rows
 from annotate.models import Annotation, Pair, PriorLabel
 from annotate.selectors import pseudonym
 from rewardlab.labels import label_margin
@@ -31,7 +35,6 @@ from rewardlab.labels import label_margin
 SCORE_FIELDS = ("p_a_better", "entropy", "mutual_info", "text_only_p_a_better", "shortcut_score", "noise_score")
 SPLIT_TRAIN, SPLIT_TEST = "train", "test"
 IMAGES_DIR = "images"
-CHUNK = 2000
 # Pairs read between two progress reports.
 PROGRESS_EVERY = 500
 # Item and response columns of a pair, as (row key, path from Pair); annotations read them through `pair__`.
@@ -62,6 +65,8 @@ ANNOTATION_COLUMNS = (
     ("duration_ms", "duration_ms"),
     ("created_at", "created_at"),
 )
+# The JSON columns among PAIR_COLUMNS and ANNOTATION_COLUMNS.
+JSON_KEYS = frozenset({"facts", "meta", "hallucination_types", "spans"})
 ProgressCallback = Callable[[float], None]
 
 
@@ -102,15 +107,13 @@ class Spec:
     prior_trust: float  # a prior label's weight relative to a human one
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     id: str
     text: str
     model: str
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     external_id: str
     prompt: str
     image: str  # the member name in the snapshot: images/<sha256>.<ext>
@@ -120,9 +123,12 @@ class Item:
     split: str
 
 
-@dataclass(frozen=True)
-class PairRow:
-    """A kept pair with its label: what every paired format and `kto` are made from."""
+class PairRow(NamedTuple):
+    """A kept pair with its label: what every paired format and `kto` are made from.
+
+    Rows, and the items, answers and verdicts in them, are named tuples: immutable like frozen dataclasses,
+    and built several times faster, which a snapshot of a million rows notices.
+    """
 
     pair_id: int
     item: Item
@@ -134,8 +140,7 @@ class PairRow:
     scores: dict[str, float | None]
 
 
-@dataclass(frozen=True)
-class AnnotationRow:
+class AnnotationRow(NamedTuple):
     """One human label of a kept pair, as the `annotations` format shows it."""
 
     pair_id: int
@@ -272,13 +277,19 @@ def _pairs(spec: Spec) -> QuerySet[Pair]:
 
 
 def _dicts(queryset: QuerySet, columns: list[tuple[str, str]]) -> Iterator[dict]:
+    """Stream the query's rows as dicts keyed by the columns' row keys, JSON columns parsed."""
     keys = [key for key, _ in columns]
-    for values in queryset.values_list(*(path for _, path in columns)).iterator(chunk_size=CHUNK):
-        yield dict(zip(keys, values, strict=True))
+    json_keys = [key for key in keys if key in JSON_KEYS]
+    for values in query_rows(queryset.values_list(*(path for _, path in columns))):
+        row = dict(zip(keys, values, strict=True))
+        for key in json_keys:
+            if row[key] is not None:
+                row[key] = loads(row[key])
+        yield row
 
 
 def _item(spec: Spec, row: dict) -> Item:
-    suffix = PurePosixPath(row["image_file"]).suffix.lower()
+    suffix = posixpath.splitext(row["image_file"])[1].lower()
     return Item(
         external_id=row["external_id"],
         prompt=row["prompt"],

@@ -11,13 +11,14 @@ between rows); `finish_rows` then copies each into the zip. Memory holds a row a
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 import zipfile
 from datetime import datetime
 from pathlib import Path
 from typing import IO
+
+from annotate.exports.jsontext import dumps_line
 
 SPLIT_ORDER = ("train", "test")
 COPY_CHUNK = 1024 * 1024
@@ -32,10 +33,6 @@ def file_sha256(path: Path) -> str:
         while chunk := fp.read(COPY_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def json_line(row: dict) -> bytes:
-    return (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 class SnapshotWriter:
@@ -79,7 +76,7 @@ class SnapshotWriter:
         self._zip.writestr(info, data)
 
     def add_row(self, split: str, row: dict) -> None:
-        line = json_line(row)
+        line = dumps_line(row)
         self.rows += 1
         if self._bare is not None:
             self._bare.write(line)

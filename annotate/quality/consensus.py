@@ -29,6 +29,7 @@ target is another thing (`rewardlab.labels`): a trust-weighted vote over human a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,13 +84,23 @@ class Consensus:
 
     def as_json(self, index: int) -> dict:
         """Return pair `index`'s consensus as `Pair.consensus` stores it and API.md shows it."""
-        choice, strength = int(self.choice[index]), self.strength[index]
-        return {
-            "more_hallucinated": None if choice == NO_CHOICE else CHOICES[choice],
-            "strength": None if np.isnan(strength) else int(strength),
-            "agreement": round(float(self.agreement[index]), AGREEMENT_DECIMALS),
-            "method": METHOD_DAWID_SKENE if self.dawid_skene[index] else METHOD_MAJORITY,
-        }
+        return _consensus_json(
+            int(self.choice[index]), float(self.strength[index]), float(self.agreement[index]), self.dawid_skene[index]
+        )
+
+    def as_json_all(self) -> list[dict]:
+        """Return `as_json` of every pair, in order: one pass over plain lists, not four array lookups per pair."""
+        columns = (self.choice.tolist(), self.strength.tolist(), self.agreement.tolist(), self.dawid_skene.tolist())
+        return [_consensus_json(*values) for values in zip(*columns, strict=True)]
+
+
+def _consensus_json(choice: int, strength: float, agreement: float, dawid_skene: bool) -> dict:
+    return {
+        "more_hallucinated": None if choice == NO_CHOICE else CHOICES[choice],
+        "strength": None if math.isnan(strength) else int(strength),
+        "agreement": round(agreement, AGREEMENT_DECIMALS),
+        "method": METHOD_DAWID_SKENE if dawid_skene else METHOD_MAJORITY,
+    }
 
 
 def majority(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
