@@ -166,9 +166,11 @@ def split_of(image_sha256: str, test_share: float) -> str:
     return SPLIT_TEST if int.from_bytes(digest[:8], "big") / 2**64 < test_share else SPLIT_TRAIN
 
 
-def human_labels(spec: Spec) -> QuerySet[Annotation]:
-    """Return the campaign's human labels up to the cutoff and in the filters' date range."""
-    labels = Annotation.objects.filter(pair__campaign_id=spec.campaign_id, pk__lte=spec.cutoff.annotation)
+def human_labels(spec: Spec, labels: QuerySet[Annotation] | None = None) -> QuerySet[Annotation]:
+    """Return the labels up to the cutoff and in the filters' date range: the campaign's, or those of `labels`."""
+    if labels is None:
+        labels = Annotation.objects.filter(pair__campaign_id=spec.campaign_id)
+    labels = labels.filter(pk__lte=spec.cutoff.annotation)
     if spec.filters.labeled_from:
         labels = labels.filter(created_at__date__gte=spec.filters.labeled_from)
     if spec.filters.labeled_to:
@@ -225,7 +227,8 @@ def annotation_rows(
     labels = human_labels(spec).filter(pair__in=_pairs(spec)).order_by("pair_id", "id")
     columns = [("pair_id", "pair_id"), *ANNOTATION_COLUMNS]
     total = max(labels.count(), 1)
-    labeled = Exists(human_labels(spec).filter(pair_id=OuterRef("pk")))
+    # The pair is the campaign's already: its labels need no second join to the pairs to say so.
+    labeled = Exists(human_labels(spec, Annotation.objects.filter(pair_id=OuterRef("pk"))))
     pairs = _pair_stream(spec, _pairs(spec).filter(labeled))
     pair: tuple[dict, Verdict | str] | None = None
     annotators = _Pseudonyms(spec.campaign_id)

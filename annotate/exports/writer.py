@@ -52,7 +52,7 @@ class SnapshotWriter:
         self._staging = tempfile.TemporaryDirectory(dir=path.parent, prefix=".rows-") if packed else None
         self._splits: dict[str, IO[bytes]] = {}
         self._zip = zipfile.ZipFile(path, "w") if packed else None
-        self._bare = None if packed else path.open("wb")
+        self._bare = None if packed else path.open("wb", buffering=COPY_CHUNK)
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -82,7 +82,8 @@ class SnapshotWriter:
             self._bare.write(line)
             return
         if split not in self._splits:
-            self._splits[split] = (Path(self._staging.name) / f"{split}.jsonl").open("w+b")
+            # A large buffer: a million small writes otherwise cost a system call every few rows.
+            self._splits[split] = (Path(self._staging.name) / f"{split}.jsonl").open("w+b", buffering=COPY_CHUNK)
         self._splits[split].write(line)
 
     def finish_rows(self) -> dict[str, str]:
