@@ -282,15 +282,20 @@ class Bench:
         rng = np.random.default_rng(0)
         keep = set(rng.choice(total, labeled, replace=False).tolist())
         data = replace(data, labels=[label for label in data.labels if label.pair in keep])
-        rows, reference = {}, None
-        for mode in ("first_run", "loop_retrain"):  # a loop retrain curates from the previous round's scores
+        rows, reference, first = {}, None, None
+        # A loop retrain curates from the previous round's scores; the worker's also starts from its heads.
+        for mode in ("first_run", "loop_retrain_fresh", "loop_retrain"):
             rss_before = _rss_mb()
             started = time.perf_counter()
             with EmbeddingCache(self.cache_dir) as cache:
                 cached = features_build(data, self.encoders, cache, progress=False)
             encode_seconds = time.perf_counter() - started
-            _, scores, metrics = model_train(data, RunConfig(), features=cached, reference_p=reference, progress=False)
-            reference = scores.p_a_better
+            warm = first if mode == "loop_retrain" else None
+            model, scores, metrics = model_train(
+                data, RunConfig(), features=cached, reference_p=reference, warm_from=warm, progress=False
+            )
+            if mode == "first_run":
+                first, reference = model, scores.p_a_better
             rows[mode] = {
                 "seconds_total": round(time.perf_counter() - started, 2),
                 "seconds_features_from_cache": round(encode_seconds, 2),
@@ -300,6 +305,7 @@ class Bench:
                 "rss_before_mb": rss_before,
                 "scored_pairs": len(scores.p_a_better),
                 "held_out_accuracy": metrics["labels"]["accuracy"],
+                "warm_start": metrics["warm_start"],
             }
             log(f"cost {mode}: {rows[mode]}")
         return {

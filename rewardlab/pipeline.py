@@ -30,7 +30,7 @@ from rewardlab.labels import current_labels, folds_of_items, pair_folds, samples
 from rewardlab.metrics import metrics_compute
 from rewardlab.model import HeadsNet, heads_build
 from rewardlab.scoring import Scores, scores_compute
-from rewardlab.train import predict, predict_parts, train_run
+from rewardlab.train import WarmStart, predict, predict_parts, train_run
 from rewardlab.vlm.config import BACKEND as VLM_BACKEND
 from rewardlab.vlm.config import VLMRunConfig
 
@@ -73,6 +73,7 @@ def model_train(
     cache_dir: str | Path | None = None,
     features: Features | None = None,
     reference_p: np.ndarray | None = None,
+    warm_from: TrainedHeads | None = None,
     progress: bool = True,
     on_progress: Callable[[str, float], None] | None = None,
 ) -> tuple[TrainedHeads, Scores, dict[str, Any]]:
@@ -80,7 +81,9 @@ def model_train(
 
     `reference_p` [P], a previous run's honest `p_a_better` per pair, lets EGT curate from it instead of
     training a probe ensemble first (the loop retrains every few hundred labels; the probe would double
-    each retrain's cost). `on_progress(stage, fraction)` hears "embedding", "training" (0 to 1) and "scoring".
+    each retrain's cost). `warm_from`, the model those scores came from, starts training from its heads when
+    it has this run's shape and seed (`warm_start_of`); the metrics say whether it did.
+    `on_progress(stage, fraction)` hears "embedding", "training" (0 to 1) and "scoring".
     A VLMRunConfig trains the vision-language backend instead (`rewardlab.vlm`; `cache_dir` and `features`
     are for the heads' embeddings and go unused), with the same returns.
     """
@@ -98,12 +101,14 @@ def model_train(
     fold_of_item = folds_of_items(dataset, members=run.model.members, seed=run.train.seed)
     pair_fold = fold_of_item[[pair.item for pair in dataset.pairs]]
     reference = None if reference_p is None else reference_p[samples.pair]
+    warm = warm_start_of(warm_from, run, features.dims)
     trained = train_run(
         run,
         features,
         samples,
         pair_fold[samples.pair],
         reference_p=reference,
+        warm=warm,
         progress=progress,
         on_progress=lambda fraction: report("training", fraction),
     )
@@ -118,11 +123,27 @@ def model_train(
         "contrast_pairs": trained.contrast_pairs,
         "samples": len(samples),
         "pairs": len(dataset.pairs),
+        "warm_start": warm is not None,
         "seconds": round(time.perf_counter() - started, 2),
     }
     if out is not None:
         model_save(model, out, metrics)
     return model, scores, metrics
+
+
+def warm_start_of(model: TrainedHeads | None, run: RunConfig, dims: dict[str, int]) -> WarmStart | None:
+    """Return `model`'s heads to start `run` from, or None when they cannot start it.
+
+    They can when both ensembles have the run's shape (model and encoder settings, embedding sizes) and its
+    folds (the same seed and number of members, so member k held out the same items); training settings
+    may differ, as they only steer what training does from there.
+    """
+    if model is None:
+        return None
+    same_shape = model.run.model == run.model and model.run.encoders == run.encoders and model.dims == dims
+    if not same_shape or model.run.train.seed != run.train.seed:
+        return None
+    return WarmStart(multimodal=model.multimodal, text_only=model.text_only)
 
 
 def model_score(model: TrainedHeads, dataset: Dataset, features: Features) -> Scores:

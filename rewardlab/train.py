@@ -60,6 +60,21 @@ class HeadsFit:
     history: list[dict] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """A previous run's two ensembles, for a loop retrain to start from instead of a fresh initialisation.
+
+    Starting member k from the previous member k keeps its out-of-fold scores honest: that member never
+    trained on fold k either, and folds are drawn from each item's id and the seed (`folds_of_items`), so
+    an item stays in its fold from run to run. A member that learns nothing better on its held-out fold
+    keeps the weights it started from; one that does stops as soon as it stops improving, which from a
+    trained start comes after a few epochs rather than the dozen a fresh one needs.
+    """
+
+    multimodal: HeadsNet
+    text_only: HeadsNet
+
+
 @torch.no_grad()
 def predict_parts(heads: HeadsNet, features: Features, pairs: np.ndarray | None = None, device: str = "cpu"):
     """Return the reward differences r_a - r_b [K, len(pairs)] of every member, and those of r_image alone.
@@ -157,15 +172,19 @@ def fit(
     desc: str = "train",
     progress: bool = True,
     on_epoch: Callable[[int], None] | None = None,
+    start: HeadsNet | None = None,
 ) -> HeadsFit:
     """Train K members on their folds; stop each at its best held-out loss. Deterministic for the seed.
 
     `sample_weight` [N] multiplies the labels' own weights (SFC); `curation` drops, down-weights and
     orders samples (EGT). Only the first `labeled` samples (default all) are labels and judge early
     stopping; the rest are image-contrast pairs (`rewardlab.contrast`), trained on but not what the model
-    is for. `on_epoch` gets the number of epochs done, for progress bars outside a terminal.
+    is for. `on_epoch` gets the number of epochs done, for progress bars outside a terminal. `start`, an
+    ensemble of the same shape (`WarmStart`), gives the first weights and the loss each member must beat.
     """
     device = config.device
+    if start is not None:
+        heads.load_state_dict(start.state_dict())
     heads.to(device)
     members = heads.out.weight.shape[0]
     generator = torch.Generator().manual_seed(config.seed)
@@ -182,6 +201,8 @@ def fit(
         weight = weight * torch.from_numpy(curation.scale * curation.active).to(device)
     labels = slice(0, len(samples) if labeled is None else labeled)
     check = _held_out_check(samples.take(labels), sample_fold[labels], config)
+    if start is not None:
+        best.update(heads, _held_out_losses(heads, features, *check, device))
     bar = tqdm(range(config.max_epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         chosen = np.arange(len(samples))
@@ -282,14 +303,16 @@ def train_run(
     sample_fold: np.ndarray,
     *,
     reference_p: np.ndarray | None = None,
+    warm: WarmStart | None = None,
     progress: bool = True,
     on_progress: Callable[[float], None] | None = None,
 ) -> HeadsTrainResult:
     """Train the text-only twin, then the multimodal ensemble with SFC, EGT and image-contrast pairs.
 
     `reference_p` [N], honest P(a better) per sample from an earlier model, replaces the probe ensemble
-    that otherwise measures entropy (EGT) and the multimodal loss of SFC. `on_progress` gets the share of
-    the epoch budget spent, 0 to 1 (a fit that stops early skips the rest of its share).
+    that otherwise measures entropy (EGT) and the multimodal loss of SFC; `warm` starts both ensembles
+    from that model's (a probe, when there is no reference, still starts fresh). `on_progress` gets the
+    share of the epoch budget spent, 0 to 1 (a fit that stops early skips the rest of its share).
     """
     config = run.train
     dims = features.dims
@@ -314,7 +337,9 @@ def train_run(
         """Out-of-fold logits of every labeled sample."""
         return out_of_fold(predict(heads, features, samples.pair, config.device), sample_fold)
 
-    def multimodal(desc: str, weights: np.ndarray | None, curation: Curation | None = None) -> HeadsFit:
+    def multimodal(
+        desc: str, weights: np.ndarray | None, curation: Curation | None = None, start: HeadsNet | None = None
+    ) -> HeadsFit:
         weights = None if weights is None else np.concatenate([weights, np.ones(added, np.float32)])
         return fit(
             heads_build(run, dims, multimodal=True),
@@ -328,6 +353,7 @@ def train_run(
             desc=desc,
             progress=progress,
             on_epoch=epochs_of(fits - 1 if desc == "multimodal" else 1),
+            start=start,
         )
 
     twin = fit(
@@ -339,6 +365,7 @@ def train_run(
         desc="text-only twin",
         progress=progress,
         on_epoch=epochs_of(0),
+        start=None if warm is None else warm.text_only,
     )
     history = {"text_only": twin.history}
     text_logits = honest(twin.heads)
@@ -351,7 +378,8 @@ def train_run(
     curation = None
     if config.curation == "entropy":
         curation = entropy_curation(reference, samples, config, text_logits_oof=text_logits)
-    final = multimodal("multimodal", sfc_weights(reference, text_loss, samples, config), curation)
+    start = None if warm is None else warm.multimodal
+    final = multimodal("multimodal", sfc_weights(reference, text_loss, samples, config), curation, start)
     history["multimodal"] = final.history
     curated = 0 if curation is None else curation.curated
     return HeadsTrainResult(final.heads, twin.heads, history, curated=curated, contrast_pairs=added)

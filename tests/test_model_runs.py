@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -60,6 +61,25 @@ def test_a_run_scores_every_pair_and_becomes_the_active_model(imported):
     assert len(run.artifact_sha256) == 64
     assert "labels" in run.metrics and "surfaced" in run.metrics
     assert Pair.objects.filter(campaign=imported).exclude(surfaced=[]).exists()
+
+
+def test_a_retrain_starts_from_the_active_model_and_from_scratch_when_its_artifact_is_gone(imported):
+    first = ModelRun.objects.get(campaign=imported)
+    model_run_execute(run_id=first.pk, worker="here")
+    imported.refresh_from_db()
+    second, _ = model_run_request(campaign=imported, trigger="lead")
+    model_run_execute(run_id=second.pk, worker="here")
+    second.refresh_from_db()
+    assert second.status == "succeeded", second.error
+    first.refresh_from_db()
+    assert first.metrics["warm_start"] is False and second.metrics["warm_start"] is True
+    assert sum(map(len, second.metrics["history"].values())) < sum(map(len, first.metrics["history"].values()))
+
+    shutil.rmtree(run_dir(second))  # the active model's files are lost: the next run trains from scratch, and succeeds
+    third, _ = model_run_request(campaign=imported, trigger="lead")
+    model_run_execute(run_id=third.pk, worker="here")
+    third.refresh_from_db()
+    assert third.status == "succeeded" and third.metrics["warm_start"] is False
 
 
 def _succeeded_run(campaign, **fields) -> ModelRun:

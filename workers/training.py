@@ -32,7 +32,7 @@ from annotate.services.quality import consensus_refresh
 from rewardlab import data as rl
 from rewardlab.artifacts import artifact_sha256
 from rewardlab.config import EncoderConfig, RunConfig, TrainConfig, margins_for
-from rewardlab.pipeline import features_for, model_load, model_score_pairs, model_train
+from rewardlab.pipeline import TrainedHeads, features_for, model_load, model_score_pairs, model_train
 from rewardlab.scoring import SCORE_FIELDS, Scores
 from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
 from workers.campaign_data import campaign_dataset
@@ -79,6 +79,23 @@ def _reference_p(campaign: Campaign, pair_ids: np.ndarray) -> np.ndarray | None:
     if not known:
         return None
     return np.array([known.get(int(pair_id), 0.5) for pair_id in pair_ids], dtype=np.float32)
+
+
+def _warm_from(campaign: Campaign) -> TrainedHeads | None:
+    """The active model to start a retrain from (`rewardlab.pipeline.warm_start_of`), or None to start fresh.
+
+    Its artifact is read again and verified; one that is pruned, missing or unreadable, or a VLM, starts
+    the retrain fresh, as before the first model.
+    """
+    run = campaign.active_model
+    if run is None or run.artifact_pruned or not run.artifact_path:
+        return None
+    try:
+        model, _ = model_load(run.artifact_path, device="cpu")
+    except (OSError, ValueError) as exc:
+        logger.warning("Model run %s: its artifact cannot start the retrain (%s); training from scratch.", run.pk, exc)
+        return None
+    return model if isinstance(model, TrainedHeads) else None
 
 
 class _RunReporter:
@@ -159,6 +176,7 @@ def _train_and_activate(run: ModelRun, *, device: str, queue: str, report: _RunR
         out=out,
         cache_dir=settings.REWARDLAB_CACHE_DIR,
         reference_p=_reference_p(campaign, pair_ids),
+        warm_from=_warm_from(campaign),
         progress=False,
         on_progress=report,
     )
