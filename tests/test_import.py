@@ -563,3 +563,27 @@ def test_an_external_id_added_while_the_rows_are_written_rejects_the_import(camp
     assert "another import added some of these external_ids" in caught.value.errors[0]["reason"]
     # No row; image files saved before the error may stay, named by their bytes, for the next import to use.
     assert {**stored_state(), "files": []} == {**before, "files": []}
+
+
+def test_images_checked_a_batch_behind_name_their_lines(campaign, tmp_path, monkeypatch):
+    """Images are decoded a batch behind the parsing: a bad one shared across batches names each of its lines."""
+    monkeypatch.setattr("annotate.services.imports.BATCH_SIZE", 2)
+    files = {"images/red.png": png(RED), "images/blue.png": png(BLUE), "images/bad.png": b"not a picture"}
+    lines = [
+        item("a"),
+        item("b", "images/blue.png"),
+        item("c", "images/bad.png"),
+        item("d"),
+        item("e", "images/bad.png"),
+    ]
+    path = make_zip(tmp_path / "shared.zip", lines, files)
+
+    errors = assert_rejected(campaign, path, line=3, reason="image 'images/bad.png': not an image")
+
+    assert [(error["line"], error["reason"]) for error in errors] == [
+        (3, errors[0]["reason"]),
+        (5, errors[0]["reason"]),
+    ]
+    good = make_zip(tmp_path / "good.zip", [line for line in lines if line["image"] != "images/bad.png"], files)
+    summary = import_package(campaign=campaign, path=good)
+    assert (summary.items, summary.images_new) == (3, 2)
