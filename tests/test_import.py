@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import struct
@@ -13,6 +14,7 @@ from unittest import mock
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.files.storage import Storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from kombu.exceptions import OperationalError
@@ -437,3 +439,151 @@ def test_command_fails_naming_each_line(campaign, tmp_path):
     lines = err.getvalue().splitlines()
     assert lines[0].startswith("line 3: not valid JSON") and lines[1].startswith("line 4: responses")
     assert Item.objects.count() == 0
+
+
+def test_rows_span_batches_in_file_order_and_later_inserts_take_new_ids(campaign, tmp_path, monkeypatch):
+    monkeypatch.setattr("annotate.services.imports.BATCH_SIZE", 2)
+    lines = [
+        item(
+            f"s{n}",
+            "images/red.png" if n % 2 else "images/blue.png",
+            prior=[{"pair": ["r0", "r1"], "more_hallucinated": "r1"}],
+        )
+        for n in range(5)
+    ]
+    path = make_zip(tmp_path / "five.zip", lines, {"images/red.png": png(RED), "images/blue.png": png(BLUE)})
+
+    summary = import_package(campaign=campaign, path=path)
+
+    assert (summary.items, summary.pairs, summary.priors, summary.images_new) == (5, 5, 5, 2)
+    items = list(Item.objects.filter(campaign=campaign).order_by("id"))
+    assert [i.external_id for i in items] == [f"s{n}" for n in range(5)]
+    for row in items:
+        pair = Pair.objects.get(item=row)
+        assert (pair.a.item_id, pair.b.item_id, pair.a.external_id, pair.b.external_id) == (row.pk, row.pk, "r0", "r1")
+        assert (pair.status, pair.priority, pair.labels_count, pair.surfaced, pair.consensus) == (
+            "open",
+            0.0,
+            0,
+            [],
+            {},
+        )
+        assert PriorLabel.objects.get(pair=pair).more_hallucinated == "b"
+    # The sequences moved past every id COPY wrote: the ORM's next rows do not collide with them.
+    later = Item.objects.create(campaign=campaign, external_id="later", image=items[0].image)
+    response = Response.objects.create(item=later, external_id="r0", text="t")
+    other = Response.objects.create(item=later, external_id="r1", text="t")
+    pair = Pair.objects.create(campaign=campaign, item=later, a=response, b=other, needed_labels=1)
+    prior = PriorLabel.objects.create(pair=pair, more_hallucinated="a")
+    assert later.pk > items[-1].pk
+    assert response.pk > Response.objects.exclude(item=later).order_by("-id")[0].pk
+    assert pair.pk > Pair.objects.exclude(item=later).order_by("-id")[0].pk
+    assert prior.pk > PriorLabel.objects.exclude(pair=pair).order_by("-id")[0].pk
+
+
+def image_path(data: bytes, *, folder_made: bool = True) -> Path:
+    """Where an image's file goes; its folder made, so the import takes its open-write-close path, not save()."""
+    sha = hashlib.sha256(data).hexdigest()
+    path = Path(django_settings.MEDIA_ROOT) / "images" / sha[:2] / f"{sha}.png"
+    if folder_made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.mark.parametrize("folder_made", [True, False], ids=["folder there", "folder new"])
+def test_image_rows_and_files_hold_what_the_package_held(campaign, good_zip, settings, folder_made):
+    settings.FILE_UPLOAD_PERMISSIONS = 0o640
+    paths = {image_path(png(color), folder_made=folder_made) for color in (RED, BLUE)}
+
+    import_package(campaign=campaign, path=good_zip)
+
+    assert {Path(image.file.path) for image in Image.objects.all()} == paths
+    for image in Image.objects.all():
+        data = Path(image.file.path).read_bytes()
+        assert image.size_bytes == len(data) and image.sha256 == hashlib.sha256(data).hexdigest()
+        assert Path(image.file.path).stat().st_mode & 0o777 == 0o640
+
+
+def test_an_image_file_already_there_is_kept(campaign, good_zip):
+    """A file under an image's name is taken as that image (the name is its bytes' hash), never written over."""
+    left = image_path(png(RED))
+    left.write_bytes(b"left before")
+
+    import_package(campaign=campaign, path=good_zip)
+
+    assert Image.objects.get(sha256=hashlib.sha256(png(RED)).hexdigest()).file.path == str(left)
+    assert left.read_bytes() == b"left before" and len(stored_state()["files"]) == 2
+
+
+def test_a_file_that_fails_midway_is_removed_and_nothing_is_written(campaign, good_zip):
+    for color in (RED, BLUE):
+        image_path(png(color))
+    before = stored_state()
+
+    with mock.patch("os.fchmod", side_effect=OSError(28, "No space left on device")), pytest.raises(OSError):
+        import_package(campaign=campaign, path=good_zip)
+
+    assert stored_state() == before
+
+
+class MemoryStorage(Storage):
+    """A storage with no local paths (`path` raises NotImplementedError), as a bucket's would be."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    def _save(self, name: str, content) -> str:
+        self.files[name] = content.read()
+        return name
+
+    def exists(self, name: str) -> bool:
+        return name in self.files
+
+
+def test_a_storage_without_local_paths_gets_its_own_save(campaign, good_zip):
+    storage = MemoryStorage()
+    with mock.patch("annotate.services.imports.default_storage", storage):
+        import_package(campaign=campaign, path=good_zip)
+
+    stored = {name: hashlib.sha256(data).hexdigest() for name, data in storage.files.items()}
+    assert stored == {image.file.name: image.sha256 for image in Image.objects.all()} and len(stored) == 2
+    assert stored_state()["files"] == []
+
+
+def test_an_external_id_added_while_the_rows_are_written_rejects_the_import(campaign, good_zip):
+    """Pass 1 found no clash; an import beside this one then added scene-3: the COPY's unique error rejects it."""
+    import_package(campaign=campaign, path=make_zip(Path(good_zip).parent / "one.zip", [item("scene-3")]))
+    before = stored_state()
+
+    with mock.patch("annotate.services.imports._existing_ids", return_value=[]):
+        with pytest.raises(ImportRejectedError) as caught:
+            import_package(campaign=campaign, path=good_zip)
+
+    assert [error["line"] for error in caught.value.errors] == [None]
+    assert "another import added some of these external_ids" in caught.value.errors[0]["reason"]
+    # No row; image files saved before the error may stay, named by their bytes, for the next import to use.
+    assert {**stored_state(), "files": []} == {**before, "files": []}
+
+
+def test_images_checked_a_batch_behind_name_their_lines(campaign, tmp_path, monkeypatch):
+    """Images are decoded a batch behind the parsing: a bad one shared across batches names each of its lines."""
+    monkeypatch.setattr("annotate.services.imports.BATCH_SIZE", 2)
+    files = {"images/red.png": png(RED), "images/blue.png": png(BLUE), "images/bad.png": b"not a picture"}
+    lines = [
+        item("a"),
+        item("b", "images/blue.png"),
+        item("c", "images/bad.png"),
+        item("d"),
+        item("e", "images/bad.png"),
+    ]
+    path = make_zip(tmp_path / "shared.zip", lines, files)
+
+    errors = assert_rejected(campaign, path, line=3, reason="image 'images/bad.png': not an image")
+
+    assert [(error["line"], error["reason"]) for error in errors] == [
+        (3, errors[0]["reason"]),
+        (5, errors[0]["reason"]),
+    ]
+    good = make_zip(tmp_path / "good.zip", [line for line in lines if line["image"] != "images/bad.png"], files)
+    summary = import_package(campaign=campaign, path=good)
+    assert (summary.items, summary.images_new) == (3, 2)

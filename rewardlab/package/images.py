@@ -24,6 +24,7 @@ class ImageInfo:
     height: int
     format: str
     ext: str
+    size_bytes: int
 
 
 def inspect_image(data: bytes, *, max_pixels: int, max_bytes: int) -> ImageInfo:
@@ -58,4 +59,5 @@ def inspect_image(data: bytes, *, max_pixels: int, max_bytes: int) -> ImageInfo:
         height=height,
         format=image_format,
         ext=ALLOWED_FORMATS[image_format],
+        size_bytes=len(data),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import posixpath
 import re
 import zipfile
@@ -29,6 +30,8 @@ PACKAGE_SUFFIXES = (".zip", ".jsonl")
 MAX_LINE_BYTES = 1024 * 1024
 # How much of an over-long line is read at a time while skipping to its end.
 SKIP_CHUNK_BYTES = 64 * 1024
+# How much of an item file is read at a time.
+LINES_BUFFER_BYTES = 1024 * 1024
 NO_FILES_IN_JSONL = "a bare .jsonl package holds no files; give the image as a data: URI"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 # What a damaged or unsupported zip member raises while it is read (encrypted members raise RuntimeError).
@@ -129,7 +132,8 @@ class Package:
         named = self.files != [ITEMS_NAME]
         for name, size in zip(self.files, self.sizes, strict=True):
             try:
-                with self._open_items(name) as fp:
+                # A zip member's own readline steps through its decompressor a little at a time: 5x slower.
+                with self._open_items(name) as raw, io.BufferedReader(raw, LINES_BUFFER_BYTES) as fp:
                     for line in _numbered_lines(fp):
                         yield replace(line, end=offset + line.end, file=name if named else None)
             except ZIP_READ_ERRORS as exc:
