@@ -320,15 +320,18 @@ class Downloads:
     refused: int = 0
 
     def finished(self) -> tuple[dict, bytes] | None:
-        body = self.api.get(f"/api/v1/exports/{self.snapshot_id}/").json()
+        # The download first: a snapshot that succeeds between the two requests is then seen refused, then
+        # succeeded, which is what happened; the other order would see it running, then served.
         download = self.api.get(f"/api/v1/exports/{self.snapshot_id}/download/")
+        body = self.api.get(f"/api/v1/exports/{self.snapshot_id}/").json()
+        if download.status_code == 200:
+            assert body["status"] == "succeeded", body
+            return body, download.content
+        assert download.status_code == 409, download.status_code
         if body["status"] != "succeeded":
-            assert download.status_code == 409 and body["download_url"] is None, (body, download.status_code)
+            assert body["download_url"] is None and body["status"] != "failed", body
             self.refused += 1
-            assert body["status"] != "failed", body["error"]
-            return None
-        assert download.status_code == 200
-        return body, download.content
+        return None
 
 
 def _check_snapshot(body: dict, data: bytes, folder: Path) -> None:
