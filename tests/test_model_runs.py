@@ -63,23 +63,26 @@ def test_a_run_scores_every_pair_and_becomes_the_active_model(imported):
     assert Pair.objects.filter(campaign=imported).exclude(surfaced=[]).exists()
 
 
-def test_a_retrain_starts_from_the_active_model_and_from_scratch_when_its_artifact_is_gone(imported):
+def _executed(campaign, trigger: str) -> ModelRun:
+    run, _ = model_run_request(campaign=campaign, trigger=trigger)
+    model_run_execute(run_id=run.pk, worker="here")
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return run
+
+
+def test_a_labels_retrain_starts_from_the_active_model_and_a_leads_from_scratch(imported):
     first = ModelRun.objects.get(campaign=imported)
     model_run_execute(run_id=first.pk, worker="here")
-    imported.refresh_from_db()
-    second, _ = model_run_request(campaign=imported, trigger="lead")
-    model_run_execute(run_id=second.pk, worker="here")
-    second.refresh_from_db()
-    assert second.status == "succeeded", second.error
     first.refresh_from_db()
+    second = _executed(imported, "labels")
     assert first.metrics["warm_start"] is False and second.metrics["warm_start"] is True
     assert sum(map(len, second.metrics["history"].values())) < sum(map(len, first.metrics["history"].values()))
+    assert _executed(imported, "lead").metrics["warm_start"] is False  # Retrain now: a fresh fit
 
-    shutil.rmtree(run_dir(second))  # the active model's files are lost: the next run trains from scratch, and succeeds
-    third, _ = model_run_request(campaign=imported, trigger="lead")
-    model_run_execute(run_id=third.pk, worker="here")
-    third.refresh_from_db()
-    assert third.status == "succeeded" and third.metrics["warm_start"] is False
+    active = Campaign.objects.get(pk=imported.pk).active_model
+    shutil.rmtree(run_dir(active))  # the active model's files are lost: the next retrain starts fresh, and succeeds
+    assert _executed(imported, "labels").metrics["warm_start"] is False
 
 
 def _succeeded_run(campaign, **fields) -> ModelRun:
