@@ -27,8 +27,9 @@ def bench_database_url(server_url: str, name: str = BENCH_DB_NAME) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def recreate_database(url: str) -> str:
-    """Drop and create the database `url` names through the server's `postgres` database; return the server version."""
+def recreate_database(url: str, *, template: str | None = None) -> str:
+    """Drop and create the database `url` names through the server's `postgres` database, as a copy of the
+    database `template` when given (one migrated once, copied per run); return the server version."""
     import psycopg
     from psycopg import sql
 
@@ -44,7 +45,10 @@ def recreate_database(url: str) -> str:
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         name = sql.Identifier(parts.path.lstrip("/"))
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        create = sql.SQL("CREATE DATABASE {}").format(name)
+        if template is not None:
+            create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
+        conn.execute(create)
         return conn.execute("SHOW server_version").fetchone()[0]
 
 

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -111,24 +110,9 @@ def profile_top(profiler) -> str:
     return text.getvalue()
 
 
-def database_fresh(url: str, template: str) -> None:
-    """Recreate the database `url` names as a copy of the migrated `template`: no image any import stored."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    conninfo = {"host": parts.hostname or "127.0.0.1", "port": parts.port or 5432, "user": parts.username or "postgres"}
-    if parts.password:
-        conninfo["password"] = parts.password
-    with psycopg.connect(**conninfo, dbname="postgres", autocommit=True) as conn:
-        name = sql.Identifier(parts.path.lstrip("/"))
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(name, sql.Identifier(template)))
-
-
 def run_child(code: Path, package: Path, *, env: dict[str, str], media: Path, profile: bool) -> dict:
     """Import once in a child; then delete its files and flush the disk, so no import meets the last one's deletes."""
-    database_fresh(env["DATABASE_URL"], TEMPLATE_DB_NAME)
+    recreate_database(env["DATABASE_URL"], template=TEMPLATE_DB_NAME)  # no image any import stored
     command = [sys.executable, __file__, "--child", str(package), "--code", str(code)]
     if profile:
         command.append("--profile")
