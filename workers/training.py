@@ -34,6 +34,7 @@ from rewardlab.artifacts import artifact_sha256
 from rewardlab.config import EncoderConfig, RunConfig, TrainConfig, margins_for
 from rewardlab.pipeline import TrainedHeads, features_for, model_load, model_score_pairs, model_train
 from rewardlab.scoring import SCORE_FIELDS, Scores
+from rewardlab.vlm.config import BACKEND as VLM_BACKEND
 from rewardlab.vlm.config import VLMConfig, VLMRunConfig, vlm_train_config
 from workers.campaign_data import campaign_dataset
 
@@ -81,19 +82,20 @@ def _reference_p(campaign: Campaign, pair_ids: np.ndarray) -> np.ndarray | None:
     return np.array([known.get(int(pair_id), 0.5) for pair_id in pair_ids], dtype=np.float32)
 
 
-def _warm_from(run: ModelRun) -> TrainedHeads | None:
+def _warm_from(run: ModelRun, config: RunConfig | VLMRunConfig) -> TrainedHeads | None:
     """The active model to start a retrain from (`rewardlab.pipeline.warm_start_of`), or None to start fresh.
 
     Only the loop's own retrains, asked for by new labels, start warm: they come every few hundred labels
     and must be quick. A lead's *Retrain now* and an import's run start fresh, so a lead can always have
     the model a fresh fit gives (at 100k pairs a warm retrain kept the previous model's held-out accuracy,
-    0.781, where a fresh one reached 0.786). The artifact is read again and verified; one that is pruned,
-    missing or unreadable, or a VLM, starts the retrain fresh too.
+    0.781, where a fresh one reached 0.786). Only heads start heads: a VLM run, or an active VLM (whose
+    weights would be loaded for nothing), starts fresh. The artifact is read again and verified; one that
+    is pruned, missing or unreadable starts the retrain fresh too.
     """
     previous = run.campaign.active_model
-    if run.trigger != ModelRun.Trigger.LABELS or previous is None:
+    if run.trigger != ModelRun.Trigger.LABELS or previous is None or not isinstance(config, RunConfig):
         return None
-    if previous.artifact_pruned or not previous.artifact_path:
+    if previous.artifact_pruned or not previous.artifact_path or previous.config.get("backend") == VLM_BACKEND:
         return None
     try:
         model, _ = model_load(previous.artifact_path, device="cpu")
@@ -181,7 +183,7 @@ def _train_and_activate(run: ModelRun, *, device: str, queue: str, report: _RunR
         out=out,
         cache_dir=settings.REWARDLAB_CACHE_DIR,
         reference_p=_reference_p(campaign, pair_ids),
-        warm_from=_warm_from(run),
+        warm_from=_warm_from(run, config),
         progress=False,
         on_progress=report,
     )
