@@ -103,7 +103,8 @@ class Votes:
         self.first, self.last = pair_id, LAST_PAIR
         if len(rows) == BLOCK_LABELS:
             self.last = rows[-1][0] - 1  # the last pair's labels may go on past the block
-            rows = [row for row in rows if row[0] <= self.last] or list(self.rows.filter(pair_id=rows[0][0]))
+            whole = [row for row in rows if row[0] <= self.last]
+            rows = whole or list(query_rows(self.rows.filter(pair_id=rows[0][0])))  # one pair past the block
             self.last = max(self.last, rows[-1][0])
         self._decide(rows)
 
