@@ -9,19 +9,24 @@ r(image, prompt, response, facts), per member:
     u     = GELU(W_r e(response) + W_p e(prompt) + W_l [bag(response); bag(prompt)])     the claim
     attn  = heads of u attending over the image's tokens (objects, or a vision tower's patches):
             a soft count Σ σ(q·k), the largest match max σ(q·k) and a softmax-pooled value
-    count = the number the response claims per head (W_n u); the gap (count − Σ σ)² is a feature
+    count = the number the response claims per head (W_n u); the gap (count − Σ σ)², alone and times
+            the largest match, are features
+    rel   = the relation the response claims per pair of heads (W_c u) times where the two heads'
+            objects lie apart, W_d (pooled_i − pooled_j): "left of", "above", "next to"
     facts = GELU(W_f [fact support of the response; cos(e(response), e(facts))])       (Fact-RLHF)
     r     = r_text + r_image
-    r_text  = w_t · GELU(W_t u)                                  what the words alone say
-    r_image = w_i · GELU(W_i [attn; gap; facts])                 what looking at the image adds
+    r_text  = w_t · GELU(W_t u)                                           what the words alone say
+    r_image = g(attn, gap, rel, facts) − g(the same for a blank image, no facts)  what looking adds
+    g       = w_i · GELU(W_i [·])
 The text-only twin is r_text alone: the same text features, no image, no facts.
 
 Why two terms: the image's own evidence, r_image(a) − r_image(b), is what tells a wrong label from a
 correct one the style contradicts (issue 14). r_image reads the claim only through what it finds in the
-image (attention, counts, facts), not the claim vector itself, so it cannot learn the style on its own:
-with u among its inputs, it did (scene family, training variants: counter-shortcut accuracy 0.23 against
-0.35 without). A pair whose two sides share the text and differ only in the image (`rewardlab.contrast`)
-moves r_image alone, since its r_text difference is exactly zero.
+image, never the claim vector itself: with u among its inputs, it learned the style too (scene family,
+training variants: counter-shortcut accuracy 0.23 against 0.35 without). Subtracting the blank image's
+value makes that exact: r_image is 0 wherever the image and facts add nothing, so the claimed counts and
+relations, which do read u, weigh only against what was found. A pair whose two sides share the text and
+differ only in the image (`rewardlab.contrast`) moves r_image alone, since its r_text difference is 0.
 """
 
 from __future__ import annotations
@@ -109,8 +114,11 @@ class HeadsNet(nn.Module):
             self.token = linear(token_features, w)
             self.query, self.key, self.value = linear(w, w), linear(w, w), linear(w, w)
             self.claimed_count = linear(w, heads)
+            pairs = heads * (heads - 1) // 2
+            self.claimed_relation = linear(w, pairs)
+            self.relation = linear(pairs * (w // heads), pairs)
             self.facts = linear(len(FACT_FEATURES) + 1, w)
-            self.image_hidden = linear(w + 3 * heads + w, w)
+            self.image_hidden = linear(w + 4 * heads + pairs + w, w)
             self.image_out = linear(w, 1)
         self.hidden = linear(w, w)
         self.out = linear(w, 1)
@@ -130,28 +138,50 @@ class HeadsNet(nn.Module):
         mask = present[None, None, :, None, :]
         match = torch.sigmoid(logits) * mask
         attention = torch.softmax(logits.masked_fill(mask == 0, NEG_INF), dim=-1)
-        pooled = torch.einsum("ksbhm,kbmhd->ksbhd", attention, value).reshape(k, s, b, w)
-        count = match.sum(-1)
-        claimed = self.claimed_count(claims)
-        return torch.cat([pooled, count, (count - claimed) ** 2, match.amax(-1)], dim=-1)
+        seen = present.amax(-1)[None, None, :, None, None]  # an image with no tokens pools nothing
+        pooled = torch.einsum("ksbhm,kbmhd->ksbhd", attention, value) * seen
+        return self._found(claims, pooled, match.sum(-1), match.amax(-1))
+
+    def _found(self, claims, pooled, count, best) -> torch.Tensor:
+        """What the claims' heads found: pooled values, counts against the claimed ones, best matches, and
+        the claimed relations (left of, above ...) against where two heads' objects lie apart."""
+        first, second = torch.triu_indices(self.heads, self.heads, offset=1)
+        apart = (pooled[..., first, :] - pooled[..., second, :]).flatten(-2)
+        relation = self.claimed_relation(claims) * self.relation(apart)
+        gap = (count - self.claimed_count(claims)) ** 2
+        return torch.cat([pooled.flatten(-2), count, gap, best, relation, gap * best], dim=-1)
+
+    def _blank(self, claims: torch.Tensor) -> torch.Tensor:
+        """What `_look` finds in an image with no tokens: nothing pooled, counted or matched."""
+        k, s, b, w = claims.shape
+        pooled = claims.new_zeros(k, s, b, self.heads, w // self.heads)
+        nothing = claims.new_zeros(k, s, b, self.heads)
+        return self._found(claims, pooled, nothing, nothing)
 
     def _facts(self, batch: dict[str, torch.Tensor], side: str) -> torch.Tensor:
         similarity = (batch[f"{side}_emb"] * batch["facts_emb"]).sum(-1, keepdim=True)
-        return F.gelu(self.facts.shared(torch.cat([batch[f"support_{side}"], similarity], dim=-1)))
+        return torch.cat([batch[f"support_{side}"], similarity], dim=-1)
+
+    def _judge(self, looks: torch.Tensor, facts: torch.Tensor) -> torch.Tensor:
+        joined = torch.cat([looks, F.gelu(self.facts.shared(facts))], dim=-1)
+        return self.image_out(F.gelu(self.image_hidden(joined)))[..., 0]
 
     def _image_rewards(self, batch: dict[str, torch.Tensor], claims: torch.Tensor) -> torch.Tensor:
-        """Return r_image [K, 2, B]. Both sides look at the pair's image; where the batch names `rows_b`
-        (contrast pairs), side b looks again at its own image `tokens_b`, and only those rows do: the
-        image's projections cost more than the claims', so the label rows are not encoded twice."""
+        """Return r_image [K, 2, B]: the reward of what the image and facts showed, less that of a blank.
+
+        Subtracting the blank (no tokens, no facts) makes r_image 0 wherever the image adds nothing, whatever
+        the claims say: a claim's words (its style among them) weigh only through what they found. Both
+        sides look at the pair's image; where the batch names `rows_b` (contrast pairs), side b looks again
+        at its own image `tokens_b`, and only those rows do: the image's projections cost more than the
+        claims', so the label rows are not encoded twice."""
         tokens = batch["tokens"]
         looks = self._look(claims, F.gelu(self.token.shared(tokens)), tokens[..., 0])
         if "rows_b" in batch and len(batch["rows_b"]):
             rows, other = batch["rows_b"], batch["tokens_b"]
             seen = self._look(claims[:, 1:, rows], F.gelu(self.token.shared(other)), other[..., 0])
             looks = torch.stack([looks[:, 0], looks[:, 1].index_copy(1, rows, seen[:, 0])], dim=1)
-        facts = torch.stack([self._facts(batch, side) for side in ("a", "b")], dim=1)
-        joined = torch.cat([looks, facts], dim=-1)
-        return self.image_out(F.gelu(self.image_hidden(joined)))[..., 0]
+        facts = torch.stack([self._facts(batch, side) for side in ("a", "b")])
+        return self._judge(looks, facts) - self._judge(self._blank(claims), torch.zeros_like(facts))
 
     def parts(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return r_text and r_image (None for the twin), each [K, 2, B]: side a first, then side b."""

@@ -37,7 +37,7 @@ from rewardlab.vlm.config import VLMRunConfig
 if TYPE_CHECKING:
     from rewardlab.vlm.reward_model import TrainedVLM
 
-ARTIFACT_FORMAT = 2  # 2: the multimodal heads split r_text + r_image (issue 14)
+ARTIFACT_FORMAT = 3  # 2: heads split r_text + r_image (issue 14); 3: r_image less a blank image's, relations
 
 
 @dataclass

@@ -114,6 +114,27 @@ def test_an_image_without_tokens_gives_finite_rewards():
     assert torch.isfinite(reward_a).all()
 
 
+def test_an_image_with_no_tokens_and_no_facts_adds_nothing_whatever_the_answers_say():
+    heads = heads_build(run_config(), DIMS, multimodal=True)
+    batch = random_features().batch(np.arange(PAIRS))
+    batch["tokens"] = torch.zeros_like(batch["tokens"])
+    batch["support_a"], batch["support_b"] = torch.zeros_like(batch["support_a"]), torch.zeros_like(batch["support_b"])
+    batch["facts_emb"] = torch.zeros_like(batch["facts_emb"])
+    text, image = heads.parts(batch)
+    assert torch.count_nonzero(text) > 0  # the words still move r_text ...
+    assert torch.equal(image, torch.zeros_like(image))  # ... but r_image is what looking adds: nothing here
+
+
+def test_r_image_reads_the_objects_not_the_order_they_are_listed_in():
+    heads = heads_build(run_config(), DIMS, multimodal=True)
+    batch = random_features().batch(np.arange(PAIRS))
+    before = heads.parts(batch)[1]
+    batch["tokens"] = batch["tokens"].flip(1)  # the same objects, listed in another order: nothing moves
+    assert torch.allclose(before, heads.parts(batch)[1], atol=1e-5)
+    batch["tokens"][..., 2:] = batch["tokens"][..., 2:] + torch.randn(PAIRS, 1, TOKEN_FEATURES - 2)
+    assert not torch.allclose(before, heads.parts(batch)[1], atol=1e-3)
+
+
 def test_same_seed_builds_identical_weights_and_another_seed_differs():
     first = heads_build(run_config(seed=3), DIMS, multimodal=True).state_dict()
     again = heads_build(run_config(seed=3), DIMS, multimodal=True).state_dict()
