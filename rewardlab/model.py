@@ -142,7 +142,9 @@ class HeadsNet(nn.Module):
         pooled = torch.einsum("ksbhm,kbmhd->ksbhd", attention, value) * seen
         return self._found(claims, pooled, match.sum(-1), match.amax(-1))
 
-    def _found(self, claims, pooled, count, best) -> torch.Tensor:
+    def _found(
+        self, claims: torch.Tensor, pooled: torch.Tensor, count: torch.Tensor, best: torch.Tensor
+    ) -> torch.Tensor:
         """What the claims' heads found: pooled values, counts against the claimed ones, best matches, and
         the claimed relations (left of, above ...) against where two heads' objects lie apart."""
         first, second = torch.triu_indices(self.heads, self.heads, offset=1)
@@ -163,6 +165,7 @@ class HeadsNet(nn.Module):
         return torch.cat([batch[f"support_{side}"], similarity], dim=-1)
 
     def _judge(self, looks: torch.Tensor, facts: torch.Tensor) -> torch.Tensor:
+        """Turn what the heads found [K, S, B, ·] and the facts' support [S, B, ·] into a reward [K, S, B]."""
         joined = torch.cat([looks, F.gelu(self.facts.shared(facts))], dim=-1)
         return self.image_out(F.gelu(self.image_hidden(joined)))[..., 0]
 
