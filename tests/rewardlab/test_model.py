@@ -116,6 +116,10 @@ def test_an_image_without_tokens_gives_finite_rewards():
 
 def test_an_image_with_no_tokens_and_no_facts_adds_nothing_whatever_the_answers_say():
     heads = heads_build(run_config(), DIMS, multimodal=True)
+    with torch.no_grad():  # biases start at 0; a trained model's do not, and padding must still pool nothing
+        for name, param in heads.named_parameters():
+            if name.endswith("bias"):
+                param.normal_()
     batch = random_features().batch(np.arange(PAIRS))
     batch["tokens"] = torch.zeros_like(batch["tokens"])
     batch["support_a"], batch["support_b"] = torch.zeros_like(batch["support_a"]), torch.zeros_like(batch["support_b"])
