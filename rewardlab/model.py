@@ -21,12 +21,13 @@ r(image, prompt, response, facts), per member:
 The text-only twin is r_text alone: the same text features, no image, no facts.
 
 Why two terms: the image's own evidence, r_image(a) − r_image(b), is what tells a wrong label from a
-correct one the style contradicts (issue 14). r_image reads the claim only through what it finds in the
-image, never the claim vector itself: with u among its inputs, it learned the style too (scene family,
-training variants: counter-shortcut accuracy 0.23 against 0.35 without). Subtracting the blank image's
-value makes that exact: r_image is 0 wherever the image and facts add nothing, so the claimed counts and
-relations, which do read u, weigh only against what was found. A pair whose two sides share the text and
-differ only in the image (`rewardlab.contrast`) moves r_image alone, since its r_text difference is 0.
+correct one the style contradicts (issue 14). r_image reads the claim only against what it finds in the
+image (the claimed counts and relations beside the found ones), never the claim vector as an input of
+its own: with u among its inputs, it learned the style too (scene family, training variants:
+counter-shortcut accuracy 0.23 against 0.35 without). Subtracting the blank image's value makes that
+exact: r_image is 0 wherever the image and facts add nothing, whatever u says. A pair whose two sides
+share the text and differ only in the image (`rewardlab.contrast`) moves r_image alone, since its r_text
+difference is 0.
 """
 
 from __future__ import annotations
