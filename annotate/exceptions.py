@@ -42,14 +42,16 @@ class ImportRejectedError(ApplicationError):
 
     def __init__(self, errors: list[dict]) -> None:
         first = errors[0]
-        where = import_error_where(first) if first.get("line") else "the package"
+        where = import_error_where(first) if first.get("line") or first.get("row") else "the package"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(f"Import rejected: {where}: {first['reason']}{more}", extra={"errors": errors})
         self.errors = errors
 
 
 def import_error_where(error: dict) -> str:
-    """Where an import error is: "line 3", "test.jsonl, line 3" in a package of several files, or "package"."""
-    if not error.get("line"):
+    """Where an import error is: "line 3", "row 3" (of a JSON array or Parquet file), "test.jsonl, line 3" when
+    the package names its files, or "package"."""
+    unit = "row" if error.get("row") else "line"
+    if not error.get(unit):
         return "package"
-    return f"{error['file']}, line {error['line']}" if error.get("file") else f"line {error['line']}"
+    return f"{error['file']}, {unit} {error[unit]}" if error.get("file") else f"{unit} {error[unit]}"

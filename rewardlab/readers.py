@@ -5,14 +5,16 @@ files that leave it: an import package (whose `prior` and `gold` labels train an
 `reward` export or any TRL preference file (one human label per row), and an `annotations` export (every
 human label). `load_dataset` tells them apart from the file and the keys of its first row, and always
 speaks canonical a/b, as API.md does. An import package may hold any layout annotate imports
-(`rewardlab.package.layouts`), and a bare .jsonl of LLaVA-RLHF or VL-RewardBench rows is read as one,
-with prior labels; a bare .jsonl of TRL rows stays a reward file with human labels, as TRL's trainers read it.
+(`rewardlab.package.layouts`), and a bare .jsonl of LLaVA-RLHF, RLAIF-V or VL-RewardBench rows is read as
+one, with prior labels; a bare .jsonl of TRL rows stays a reward file with human labels, as TRL's trainers read
+it. A bare .json array or .parquet, and a zip or folder of them (a Hub dataset), is always an import package.
 
 Images are checked here but not read: the Dataset gets an image source (`rewardlab.image_sources`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -26,34 +28,39 @@ from rewardlab.answers import ANSWERS, Answer
 from rewardlab.data import DataError, Dataset, ImageSource, Item, Label, Pair
 from rewardlab.image_sources import FolderImages, PackageImages, ZipImages
 from rewardlab.package.lines import PACKAGE, ItemSpec, LineError, label_strength, show_value
+from rewardlab.package.merge import different_image, merge_items
 from rewardlab.package.package import (
     ITEMS_NAME,
-    MAX_LINE_BYTES,
     ZIP_READ_ERRORS,
     ImageReadError,
     Line,
     Package,
     PackageError,
+    folder_names,
     item_files,
     open_package,
 )
-from rewardlab.package.public import LLAVA_RLHF, VL_REWARDBENCH
+from rewardlab.package.public import LLAVA_RLHF, RLAIF_V, VL_REWARDBENCH
 
 Layout = Literal["package", "reward", "annotations"]
 
 LAYOUTS = (
     "an import package (items.jsonl lines: external_id, image, prompt, responses; or public preference rows)",
-    "a .jsonl of LLaVA-RLHF human preference or VL-RewardBench rows, read as an import package",
+    "a .jsonl of LLaVA-RLHF human preference, RLAIF-V or VL-RewardBench rows, read as an import package",
+    "a .json array or Parquet file of any of these rows (alone, or a zip or folder of them), read as one",
     "a reward export or TRL preference file (rows: prompt, chosen, rejected, images)",
     "an annotations export (rows: external_id, pair, prompt, image, a, b, more_hallucinated)",
 )
 # First-row fields of a bare .jsonl read as an import package, as annotate imports it (prior labels, data: URIs).
 # TRL's are left out: a bare TRL file is a reward file, human labels with images beside it, as TRL reads it.
-PACKAGE_MARKERS = (*PACKAGE.markers, *LLAVA_RLHF.markers, *VL_REWARDBENCH.markers)
+PACKAGE_MARKERS = (*PACKAGE.markers, *LLAVA_RLHF.markers, *RLAIF_V.markers, *VL_REWARDBENCH.markers)
 # Reward-export keys that identify a row's item and pair; a row gives all of them or none.
 IDENTITY_KEYS = ("external_id", "pair", "chosen_id", "rejected_id")
-# A data: URI's image is re-read from its line; keys start with "data:" so no member path can collide.
+# A data: URI's image is re-read from its line, named by where it starts; keys start with "data:" so no member
+# path can collide.
 DATA_LINE_KEY = "data:line-{}"
+# Files read as an import package whatever their rows: only JSONL may be a reward or annotations export.
+PACKAGE_FILE_SUFFIXES = (".json", ".parquet")
 
 
 def load_dataset(path: str | Path, *, strength_scale: int = 4) -> Dataset:
@@ -69,8 +76,12 @@ def load_dataset(path: str | Path, *, strength_scale: int = 4) -> Dataset:
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return _load_zip(path, strength_scale)
+    if suffix in PACKAGE_FILE_SUFFIXES:
+        return _load_package(path, strength_scale)
     if suffix != ".jsonl":
-        raise _error(path, None, f"unknown layout: expected a .zip, a .jsonl or a folder holding {_layouts()}")
+        raise _error(
+            path, None, f"unknown layout: expected a .zip, .jsonl, .json, .parquet or a folder holding {_layouts()}"
+        )
     with path.open("rb") as fp:
         number, row = _first_row(str(path), _rows(str(path), fp))
     if _layout(row, str(path), number) == "package":
@@ -136,6 +147,9 @@ class _Builder:
     item_index: dict[str, int] = field(default_factory=dict)
     pair_index: dict[tuple[str, str, str], int] = field(default_factory=dict)
     first_seen: dict[str, tuple[str, int]] = field(default_factory=dict)  # external_id -> its first file and line
+    # Import packages: external_id -> the line that brought it, and the item of the lines that repeat it.
+    first_line: dict[str, Line] = field(default_factory=dict)
+    merged: dict[str, ItemSpec] = field(default_factory=dict)
 
     def item(self, item: Item, where: str, line: int) -> int:
         """Return the item's index, adding it; a later row of the same item must repeat it exactly."""
@@ -178,7 +192,7 @@ def _load_package(path: Path, strength_scale: int) -> Dataset:
                 try:
                     _add_package_line(builder, package, images, line)
                 except (LineError, ImageReadError) as exc:
-                    raise _error(path, line.number, str(exc)) from exc
+                    raise DataError(f"{path}, {line.where}: {exc}") from exc
     except PackageError as exc:
         raise _error(path, None, str(exc)) from exc
     if not builder.items:
@@ -187,23 +201,50 @@ def _load_package(path: Path, strength_scale: int) -> Dataset:
 
 
 def _add_package_line(builder: _Builder, package: Package, images: PackageImages, line: Line) -> None:
-    if line.too_long:
-        raise LineError(f"the line is longer than {MAX_LINE_BYTES} bytes")
+    if line.error:
+        raise LineError(line.error)
     spec = images.parse(line.data)
-    if spec.external_id in builder.item_index:
-        raise LineError(
-            f"external_id {spec.external_id!r} is already used on line {builder.first_seen[spec.external_id][1]}"
-        )
+    first = builder.first_line.get(spec.external_id)
+    if first is not None:
+        _merge_package_line(builder, package, images, first, line, spec)
+        return
     image = _package_image_key(package, images, spec.image, line)
     item = builder.item(_package_item(spec, image), str(images.path), line.number)
+    builder.first_line[spec.external_id] = line.place()
+    _add_pairs(builder, item, spec, known=None)
+
+
+def _merge_package_line(
+    builder: _Builder, package: Package, images: PackageImages, first: Line, line: Line, spec: ItemSpec
+) -> None:
+    """Add the pairs and labels of a line that repeats an id to its item, as annotate's import merges them."""
+    known = builder.merged.get(spec.external_id) or images.parse(package.read_line(first.start))
+    if spec.image != known.image and len({_image_sha(package, images, ref) for ref in (known.image, spec.image)}) > 1:
+        raise different_image(spec.external_id, first_where=first.where, later_where=line.where)
+    merged = merge_items(known, spec, first_where=first.where, later_where=line.where)
+    builder.merged[spec.external_id] = merged
+    _add_pairs(builder, builder.item_index[spec.external_id], merged, known=known)
+
+
+def _add_pairs(builder: _Builder, item: int, spec: ItemSpec, *, known: ItemSpec | None) -> None:
+    """Add the item's pairs and labels that `known` (the item as merged so far, if any) does not have yet.
+
+    A merge only appends to an item's pairs and labels, so what is new is what comes after `known`'s.
+    """
+    start, priors, gold = (len(known.pairs), len(known.priors), len(known.gold)) if known else (0, 0, 0)
     texts = {response.id: response.text for response in spec.responses}
-    first = len(builder.pairs)
-    for a, b in spec.pairs:
-        builder.pair(Pair(item, a, texts[a], b, texts[b]), str(images.path), line.number)
-    for prior in spec.priors:
-        builder.labels.append(Label(first + prior.pair, prior.more_hallucinated, prior.strength, "prior"))
-    for gold in spec.gold:
-        builder.labels.append(Label(first + gold.pair, gold.more_hallucinated, None, "gold"))
+    where = builder.first_seen[spec.external_id]
+    at = [builder.pair_index[(spec.external_id, a, b)] for a, b in spec.pairs[:start]]
+    at += [builder.pair(Pair(item, a, texts[a], b, texts[b]), *where) for a, b in spec.pairs[start:]]
+    for label in spec.priors[priors:]:
+        builder.labels.append(Label(at[label.pair], label.more_hallucinated, label.strength, "prior"))
+    for label in spec.gold[gold:]:
+        builder.labels.append(Label(at[label.pair], label.more_hallucinated, None, "gold"))
+
+
+def _image_sha(package: Package, images: PackageImages, ref: str) -> str:
+    """Return the SHA-256 of an image's bytes: two rows repeating an id must show the same image."""
+    return hashlib.sha256(package.read_image(ref, max_bytes=images.max_bytes)).hexdigest()
 
 
 def _package_image_key(package: Package, images: PackageImages, ref: str, line: Line) -> str:
@@ -215,7 +256,7 @@ def _package_image_key(package: Package, images: PackageImages, ref: str, line: 
         raise ImageReadError(f"image {'(data: URI)' if is_data_uri else repr(ref)}: {exc}") from exc
     if not is_data_uri:
         return ref
-    key = DATA_LINE_KEY.format(line.number)
+    key = DATA_LINE_KEY.format(line.start)
     images.data_lines[key] = line.start
     return key
 
@@ -236,24 +277,29 @@ class _ExportFile:
 
 
 def _load_zip(path: Path, strength_scale: int) -> Dataset:
-    """Read a zip holding items.jsonl as a package, else as an export snapshot."""
+    """Read a zip holding an export snapshot's JSONL splits as one, else as an import package."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise _error(path, None, f"not a readable .zip file: {exc}") from exc
     with archive:
         members = _item_files(path, archive.namelist())
-        if members != [ITEMS_NAME]:
+        if _is_export(members):
             return _load_export_files(path, ZipImages(path), members, archive.open, strength_scale)
     return _load_package(path, strength_scale)
 
 
 def _load_folder(path: Path, strength_scale: int) -> Dataset:
-    """Read a folder holding items.jsonl as a package, else as an unpacked export snapshot."""
-    members = _item_files(path, [child.name for child in path.iterdir() if child.is_file()])
-    if members == [ITEMS_NAME]:
+    """Read a folder holding an export snapshot's JSONL splits as one, else as an import package."""
+    members = _item_files(path, folder_names(path))
+    if not _is_export(members):
         return _load_package(path, strength_scale)
     return _load_export_files(path, FolderImages(path), members, lambda name: (path / name).open("rb"), strength_scale)
+
+
+def _is_export(members: list[str]) -> bool:
+    """Whether a zip's or folder's item files are a snapshot's JSONL splits rather than an import package's rows."""
+    return members != [ITEMS_NAME] and all(name.lower().endswith(".jsonl") for name in members)
 
 
 def _item_files(path: Path, names: list[str]) -> list[str]:

@@ -169,7 +169,7 @@ def test_a_chunked_body_a_server_does_not_end_is_not_read(lead_client, campaign,
     response = _post(lead_client, f"/campaigns/{campaign.pk}/import/", body, length=None, chunked=True, ended=False)
 
     assert response.status_code == 422
-    assert "Choose a .zip or .jsonl file to import." in response.content.decode()
+    assert "Choose a .zip, .jsonl, .json or .parquet file to import." in response.content.decode()
     assert body.read_bytes == 0
 
 

@@ -408,7 +408,10 @@ def test_broker_down_leaves_the_job_queued(campaign, good_zip, django_capture_on
 
 @pytest.mark.parametrize(
     "name, size_limit, message",
-    [("pkg.zip", 10, "the limit is 10"), ("pkg.csv", None, "Expected a .zip or .jsonl file, got 'pkg.csv'")],
+    [
+        ("pkg.zip", 10, "the limit is 10"),
+        ("pkg.csv", None, "Expected a .zip, .jsonl, .json or .parquet file, got 'pkg.csv'"),
+    ],
 )
 def test_upload_is_refused_when_too_big_or_not_a_package(campaign, settings, name, size_limit, message):
     if size_limit is not None:

@@ -455,7 +455,7 @@ def test_failed_job_lists_every_error_line(as_user, campaign):
 def test_import_page_lists_recent_jobs(as_user, campaign):
     ImportJob.objects.create(campaign=campaign, filename="first.zip", status="succeeded", progress=1.0)
     page = as_user("lead").get(reverse("import-page", args=[campaign.pk])).content.decode()
-    assert "first.zip" in page and 'accept=".zip,.jsonl"' in page
+    assert "first.zip" in page and 'accept=".zip,.jsonl,.json,.parquet"' in page
 
 
 # Signing in and out -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from annotate.services.imports import import_job_create
 
 
 class CampaignImportsApi(APIView):
-    """GET the campaign's import jobs; POST a package (.zip or .jsonl) to import it in the background."""
+    """GET the campaign's import jobs; POST a package (.zip, .jsonl, .json, .parquet) to import in the background."""
 
     pagination_class = PagePagination
     parser_classes = [MultiPartParser]

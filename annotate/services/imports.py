@@ -4,6 +4,11 @@ Pass 1 reads every line and every image and writes nothing but a temporary spool
 any problem rejects the whole file, each bad line named. Pass 2 writes the spooled items in one
 transaction, in batches, so memory is bounded by a batch and not by the file, reading only the images
 that are new. Images are stored once, by SHA-256, and shared by every campaign that shows them.
+
+A line that repeats an external_id with the same image and prompt adds its responses, pairs and labels to
+the item (`rewardlab.package.merge`): pass 1 reads the item's first line again and keeps the merged item
+aside, so memory grows with the ids that repeat, not with the file, and pass 2 writes the merged item in the
+first line's place.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,8 +42,8 @@ from annotate.services.model_runs import after_import
 from rewardlab.package.images import ImageInfo, ImageRejectedError, inspect_image
 from rewardlab.package.layouts import ItemSpecParser
 from rewardlab.package.lines import ItemSpec, LineError
+from rewardlab.package.merge import different_image, merge_items
 from rewardlab.package.package import (
-    MAX_LINE_BYTES,
     PACKAGE_SUFFIXES,
     ImageReadError,
     Line,
@@ -126,8 +131,11 @@ class _Plan:
     """
 
     spool: IO[bytes]
+    first_spec: Callable[[Line], ItemSpec]  # the item of an earlier line, read and parsed again
     images: dict[str, ImageInfo] = field(default_factory=dict)
     first_line: dict[str, Line] = field(default_factory=dict)  # external_id -> the line that brought it
+    first_image: dict[str, str] = field(default_factory=dict)  # external_id -> its image's SHA-256
+    merged: dict[str, ItemSpec] = field(default_factory=dict)  # external_id -> the item of the lines repeating it
     errors: list[tuple[Line | None, str]] = field(default_factory=list)  # (bad line or None, reason)
     items: int = 0
     pairs: int = 0
@@ -135,15 +143,40 @@ class _Plan:
     gold: int = 0
     batch: list[_ItemRow] = field(default_factory=list)
 
-    def add(self, spec: ItemSpec, info: ImageInfo) -> None:
-        self.images[info.sha256] = info
-        self.batch.append(_item_row(spec, info.sha256))
+    def add(self, line: Line, spec: ItemSpec, info: ImageInfo) -> None:
+        """Add a line's item, or merge it into the item of an earlier line with its id; raise LineError."""
+        first = self.first_line.get(spec.external_id)
+        if first is not None:
+            self._merge(first, line, spec, info)
+            return
+        sha = self.images.setdefault(info.sha256, info).sha256  # one string per image, however many items
+        self.first_line[spec.external_id] = line.place()
+        self.first_image[spec.external_id] = sha
+        self.batch.append(_item_row(spec, sha))
         if len(self.batch) >= BATCH_SIZE:
             self._flush()
         self.items += 1
-        self.pairs += len(spec.pairs)
-        self.priors += len(spec.priors)
-        self.gold += len(spec.gold)
+        self._count(spec, sign=1)
+
+    def rows(self, batch: list[_ItemRow]) -> list[_ItemRow]:
+        """Return the batch with each item that later lines repeat as merged."""
+        return [_item_row(self.merged[row.external_id], row.sha256) if row.external_id in self.merged else row
+                for row in batch]  # fmt: skip
+
+    def _merge(self, first: Line, line: Line, spec: ItemSpec, info: ImageInfo) -> None:
+        external_id = spec.external_id
+        if info.sha256 != self.first_image[external_id]:
+            raise different_image(external_id, first_where=first.where, later_where=line.where)
+        item = self.merged.get(external_id) or self.first_spec(first)
+        merged = merge_items(item, spec, first_where=first.where, later_where=line.where)
+        self.merged[external_id] = merged
+        self._count(item, sign=-1)
+        self._count(merged, sign=1)
+
+    def _count(self, spec: ItemSpec, *, sign: int) -> None:
+        self.pairs += sign * len(spec.pairs)
+        self.priors += sign * len(spec.priors)
+        self.gold += sign * len(spec.gold)
 
     def batches(self) -> Iterator[list[_ItemRow]]:
         """Yield the spooled items, in file order, a batch at a time."""
@@ -168,7 +201,7 @@ def import_package(
     job: ImportJob | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> ImportSummary:
-    """Import a .zip, folder or .jsonl package into a campaign, all or nothing.
+    """Import a .zip, folder, .jsonl, .json or .parquet package into a campaign, all or nothing.
 
     Raise ImportRejectedError listing each bad line (up to MAX_ERRORS) when anything is wrong; then
     nothing, not even an image file, has been written. `on_progress` gets fractions from 0 to 1. After
@@ -201,15 +234,15 @@ def import_package(
 
 def _validate(package: Package, *, campaign: Campaign, progress: ProgressCallback, spool: IO[bytes]) -> _Plan:
     """Check every line, a batch at a time: a thread decodes one batch's images while the next is parsed."""
-    plan = _Plan(spool)
     parse = ItemSpecParser(strength_scale=campaign.strength_scale)
+    plan = _Plan(spool, first_spec=lambda line: parse(package.read_line(line.start)))
     with _Inspector() as inspector:
         parsed: list[tuple[Line, ItemSpec, _Inspection]] = []  # the batch whose images are being checked
         for lines in _batches(package.lines()):
             previous, parsed = parsed, []
             for line in lines:
                 try:
-                    spec = _line_spec(line, parse=parse, plan=plan)
+                    spec = _line_spec(line, parse=parse)
                     parsed.append((line, spec, inspector.inspect(package, spec.image)))
                 except LineError as exc:
                     plan.errors.append((line.place(), str(exc)))
@@ -226,22 +259,18 @@ def _validate(package: Package, *, campaign: Campaign, progress: ProgressCallbac
     return plan
 
 
-def _line_spec(line: Line, *, parse: ItemSpecParser, plan: _Plan) -> ItemSpec:
-    """Parse a line and check its external_id is new to the file; raise LineError naming the problem."""
-    if line.too_long:
-        raise LineError(f"the line is longer than {MAX_LINE_BYTES} bytes")
-    spec = parse(line.data)
-    first = plan.first_line.setdefault(spec.external_id, line.place())
-    if first.start != line.start:
-        raise LineError(f"external_id {spec.external_id!r} is already used on {first.where}")
-    return spec
+def _line_spec(line: Line, *, parse: ItemSpecParser) -> ItemSpec:
+    """Parse a line; raise LineError naming the problem (a line the package could not read gives its own)."""
+    if line.error:
+        raise LineError(line.error)
+    return parse(line.data)
 
 
 def _plan_add(plan: _Plan, parsed: list[tuple[Line, ItemSpec, _Inspection]]) -> None:
     """Add each parsed line whose image passed to the plan, in file order; the others are errors."""
     for line, spec, inspection in parsed:
         try:
-            plan.add(spec, inspection.result())
+            plan.add(line, spec, inspection.result())
         except LineError as exc:
             plan.errors.append((line.place(), str(exc)))
 
@@ -251,10 +280,10 @@ def _ignore_progress(fraction: float) -> None:
 
 
 def _error_entry(line: Line | None, reason: str) -> dict:
-    """An error as the job stores it: the line's number, its file when the package has several, the reason."""
+    """An error as the job stores it: the line's (or row's) number, its file when the package names it, the reason."""
     if line is None:
         return {"line": None, "reason": reason}
-    return {"line": line.number, **({"file": line.file} if line.file else {}), "reason": reason}
+    return {line.unit: line.number, **({"file": line.file} if line.file else {}), "reason": reason}
 
 
 class _ImageBatch:
@@ -370,7 +399,8 @@ def _write(package: Package, *, campaign: Campaign, job: ImportJob | None, plan:
     created_at = timezone.now()
     with transaction.atomic():
         image_ids.update(_image_rows_insert(new, created_at=created_at))
-        for batch in plan.batches():
+        for spooled in plan.batches():
+            batch = plan.rows(spooled)
             _image_files_save(package, batch=batch, unsaved=unsaved)
             _rows_insert(campaign=campaign, job=job, batch=batch, image_ids=image_ids, created_at=created_at)
     return len(new), len(plan.images) - len(new)
@@ -518,7 +548,7 @@ def import_job_create(*, campaign: Campaign, upload: UploadedFile, created_by: A
         raise ApplicationError(message, extra={"fields": {"file": message}})
     filename = Path(upload.name or "").name
     if Path(filename).suffix.lower() not in PACKAGE_SUFFIXES:
-        message = f"Expected a {' or '.join(PACKAGE_SUFFIXES)} file, got {filename!r}."
+        message = f"Expected a {', '.join(PACKAGE_SUFFIXES[:-1])} or {PACKAGE_SUFFIXES[-1]} file, got {filename!r}."
         raise ApplicationError(message, extra={"fields": {"file": message}})
     max_length = ImportJob._meta.get_field("filename").max_length
     job = ImportJob(campaign=campaign, created_by=created_by, filename=filename[:max_length])

@@ -17,7 +17,7 @@ from django_htmx.http import reswap, retarget
 from annotate import access
 from annotate.exceptions import ApplicationError
 from annotate.models import Campaign, ImportJob
-from annotate.services.imports import import_job_create
+from annotate.services.imports import PACKAGE_SUFFIXES, import_job_create
 from annotate.views.auth import login_required
 from annotate.views.errors import INVALID_STATUS, renders_errors, service_errors_on_form
 from annotate.views.polling import polled_fragment
@@ -35,9 +35,12 @@ class UploadForm(forms.Form):
 
     file = forms.FileField(
         label="Package",
-        help_text="Items, responses, pairs, facts, prior and gold labels, one item per line.",
-        widget=forms.FileInput(attrs={"accept": ".zip,.jsonl"}),
-        error_messages={"required": "Choose a .zip or .jsonl file to import."},
+        help_text=(
+            "Items, responses, pairs, facts, prior and gold labels, one item per line; or public preference rows"
+            " as published: a .json array, Parquet (a .parquet, or a zipped Hugging Face dataset folder)."
+        ),
+        widget=forms.FileInput(attrs={"accept": ",".join(PACKAGE_SUFFIXES)}),
+        error_messages={"required": "Choose a .zip, .jsonl, .json or .parquet file to import."},
     )
 
 

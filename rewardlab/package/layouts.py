@@ -1,7 +1,8 @@
 """Parsing the lines of one items.jsonl, in whichever layout the file is in (API.md, "Import package").
 
 A file holds one layout: RewardLab's own lines (`lines`) or one of the public preference layouts (`public`).
-The first line that is a JSON object decides which, by the fields only that layout has (`Layout.markers`);
+The first line that is a JSON object decides which, by the fields only that layout has (`Layout.markers`;
+RLAIF-V shares TRL's `chosen` and `rejected`, and `_found` tells the two apart);
 every later line must be in the same layout, so a file that drifts into another is refused line by line
 instead of being read two ways. Whatever the layout, a line becomes the same `ItemSpec`, and annotate's
 import and rewardlab's loader both parse with `ItemSpecParser`, so they accept exactly the same files.
@@ -15,15 +16,18 @@ from typing import Any
 from rewardlab.package.lines import PACKAGE, ItemSpec, Layout, LineError, json_record, package_item_spec, show_value
 from rewardlab.package.public import (
     LLAVA_RLHF,
+    RLAIF_V,
     TRL,
     VL_REWARDBENCH,
     llava_rlhf_item_spec,
+    rlaif_v_item_spec,
     trl_item_spec,
     vl_rewardbench_item_spec,
 )
 
 CONVERTERS: dict[Layout, Callable[[dict[str, Any]], ItemSpec]] = {
     TRL: trl_item_spec,
+    RLAIF_V: rlaif_v_item_spec,
     LLAVA_RLHF: llava_rlhf_item_spec,
     VL_REWARDBENCH: vl_rewardbench_item_spec,
 }
@@ -47,7 +51,7 @@ class ItemSpecParser:
 
     def _layout(self, record: dict[str, Any]) -> Layout:
         """Return the file's layout, fixed by its first line; a line with no marker is read in it."""
-        found = [layout for layout in LAYOUTS if any(key in record for key in layout.markers)]
+        found = _found(record)
         if len(found) > 1:
             mixed = " and ".join(f"{layout.name} fields ({', '.join(_markers(layout, record))})" for layout in found)
             raise LineError(f"the row mixes layouts: it has {mixed}; expected {expected_layouts()}")
@@ -60,6 +64,23 @@ class ItemSpecParser:
             first = self.layout.name
             raise LineError(f"a {found[0].name} row in a file of {first} rows; a file holds one layout")
         return self.layout
+
+
+def _found(record: dict[str, Any]) -> list[Layout]:
+    """Return the layouts whose markers the row has.
+
+    RLAIF-V's answers are named as TRL's (`chosen`, `rejected`): a row with `question` and no `prompt` is
+    RLAIF-V; one with both says two things about its prompt and is refused as mixing the layouts.
+    """
+    found = [layout for layout in LAYOUTS if any(key in record for key in layout.markers)]
+    if RLAIF_V in found and TRL in found:
+        if "prompt" in record:
+            raise LineError(
+                "the row mixes layouts: it has RLAIF-V fields (question) and TRL preference fields (prompt); "
+                f"expected {expected_layouts()}"
+            )
+        found.remove(TRL)
+    return found
 
 
 def expected_layouts() -> str:

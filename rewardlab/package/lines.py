@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
 from rewardlab.answers import TIES, Answer
+from rewardlab.package.containers import CELL_PREFIX
 
 T = TypeVar("T")
 
 REQUIRED_FIELDS = ("external_id", "image", "prompt", "responses")
 OPTIONAL_FIELDS = ("pairs", "facts", "meta", "prior", "gold")
+# Where a row may name its image: VL-RewardBench, LLaVA-RLHF and RLAIF-V as published say `image_path`.
+IMAGE_PATH = "image_path"
 RESPONSE_FIELDS = ("id", "text", "model")
 LABEL_REQUIRED = ("pair", "more_hallucinated")
 LABEL_FIELDS = {"prior": (*LABEL_REQUIRED, "strength", "source"), "gold": LABEL_REQUIRED}
@@ -77,6 +80,7 @@ class Layout:
 
     name: str
     markers: tuple[str, ...]  # fields no other layout has: a row holding any of them is in this layout
+    # (`layouts.ItemSpecParser` says where two layouts share one)
     fields: tuple[str, ...]  # the required fields, listed when a row is in no known layout
 
 
@@ -88,9 +92,10 @@ def package_item_spec(record: dict[str, Any], *, strength_scale: int) -> ItemSpe
 
     `strength_scale` is the campaign's, since a prior's strength must fit it.
     """
-    _check_keys(record, allowed=REQUIRED_FIELDS + OPTIONAL_FIELDS, required=REQUIRED_FIELDS, where="")
+    allowed = (*REQUIRED_FIELDS, IMAGE_PATH, *OPTIONAL_FIELDS)
+    _check_keys(record, allowed=allowed, required=tuple(key for key in REQUIRED_FIELDS if key != "image"), where="")
     external_id = expect_string(record["external_id"], "external_id", max_length=MAX_ID_LENGTH)
-    image = expect_string(record["image"], "image")
+    image, kept = row_image(record)
     prompt = expect_string(record["prompt"], "prompt")
     responses = _responses(record["responses"])
     ids = [response.id for response in responses]
@@ -107,10 +112,43 @@ def package_item_spec(record: dict[str, Any], *, strength_scale: int) -> ItemSpe
         responses=responses,
         pairs=pairs,
         facts=expect_object(given(record.get("facts"), {}), "facts"),
-        meta=expect_object(given(record.get("meta"), {}), "meta"),
+        meta=with_kept(expect_object(given(record.get("meta"), {}), "meta"), kept),
         priors=priors,
         gold=gold,
     )
+
+
+def row_image(record: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """Return the row's image, from `image` or `image_path`, and the meta fields that keep the other.
+
+    Both given and different is an error, except that an embedded image (a data: URI or a Parquet cell) wins
+    over a path that only records where the publisher kept the file; that path is kept in meta.
+    """
+    image, path = record.get("image"), record.get(IMAGE_PATH)
+    if image is None and path is None:
+        raise LineError(f"missing required field 'image' (or {IMAGE_PATH!r})")
+    if image is None:
+        return expect_string(path, IMAGE_PATH), {}
+    image = expect_string(image, "image")
+    if path is None or path == image:
+        return image, {}
+    path = expect_string(path, IMAGE_PATH)
+    if is_embedded(image):
+        return image, {IMAGE_PATH: path}
+    raise LineError(f"image {show_value(image)} and {IMAGE_PATH} {show_value(path)} differ; give one image")
+
+
+def is_embedded(ref: str) -> bool:
+    """Whether an image reference holds the image itself (a data: URI, a Parquet cell) rather than a path."""
+    return ref.startswith(("data:", CELL_PREFIX))
+
+
+def with_kept(meta: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    """Return `meta` with the fields RewardLab keeps for the row; a field the row already has is an error."""
+    clash = sorted(set(meta) & set(kept))
+    if clash:
+        raise LineError(f"{clash[0]}: RewardLab keeps its own {clash[0]!r} in meta for this row; rename the field")
+    return {**meta, **kept}
 
 
 def json_record(data: bytes) -> dict[str, Any]:

@@ -328,10 +328,7 @@ class FolderPackage(Package):
 
     def __init__(self, path: Path) -> None:
         self.root = path.resolve()
-        names = [child.name for child in self.root.iterdir() if child.is_file()]
-        if (self.root / HUB_DATA_FOLDER).is_dir():
-            shards = (self.root / HUB_DATA_FOLDER).iterdir()
-            names += [HUB_DATA_FOLDER + child.name for child in shards if child.is_file()]
+        names = folder_names(self.root)
         _, self.files = item_files(names, where="the folder")
         self.named = self.files != [ITEMS_NAME]
         try:
@@ -398,6 +395,14 @@ class ZipPackage(Package):
         if info is None:
             raise ImageReadError("not in the package")
         return info
+
+
+def folder_names(root: Path) -> list[str]:
+    """Return the names `item_files` chooses from in a folder: its files, and those of a Hub dataset's data/."""
+    names = [child.name for child in root.iterdir() if child.is_file()]
+    if (root / HUB_DATA_FOLDER).is_dir():
+        names += [HUB_DATA_FOLDER + child.name for child in (root / HUB_DATA_FOLDER).iterdir() if child.is_file()]
+    return names
 
 
 def folder_file(root: Path, ref: str) -> Path:

@@ -1,6 +1,6 @@
 """Public preference layouts read as lines of items.jsonl (API.md, "Import package"): one row, one item.
 
-Besides RewardLab's own lines, an import reads three layouts that multimodal preference data is published
+Besides RewardLab's own lines, an import reads four layouts that multimodal preference data is published
 in. Each row becomes the `ItemSpec` a RewardLab line would give: one item, its two responses, one pair and
 one `prior` label that names the worse response as the more hallucinated, with strength null (no layout
 grades how much worse). Prior labels train the reward model and are what curation checks; they never count
@@ -19,9 +19,22 @@ TRL preference (prior source "trl"), TRL's preference dataset format, standard o
   joined with newlines, image parts stand for the image. `images` holds exactly one image: an item shows
   one, and a question about several cannot be judged from the first alone. TRL names the two answers only
   by the label, so the responses are named by canonical position instead: "r0" is a, "r1" is b.
+  TRL's `trl-lib/rlaif-v_formatted` is this layout in Parquet: a conversational prompt, and `images` a list
+  of one embedded image.
+
+RLAIF-V (prior source "rlaif-v"), the rows of RLAIF-V's pipeline output and of openbmb/RLAIF-V-Dataset:
+
+    {"image_id": "...", "image_path": "images/1.png", "question": "What is on the table?",
+     "chosen": "A cup.", "rejected": "A cat."}
+
+  On the Hub the rows are Parquet with the image embedded (`image`, {bytes, path}) beside `image_path`,
+  `ds_name`, `origin_dataset`, `origin_split` and `idx`, all kept in meta. `question` is the prompt; the
+  rejected answer is the more hallucinated one. `chosen` and `rejected` are TRL's fields too: a row is
+  RLAIF-V by its `question`, and one that also has TRL's `prompt` is refused as mixing the two. The
+  responses are named by canonical position, "r0" and "r1", as in TRL.
 
 LLaVA-RLHF human preference (prior source "llava-rlhf"), the rows of LLaVA-Human-Preference-10K
-(`llava_7b_v1_preference.json` is a JSON array: write one row per line):
+(`llava_7b_v1_preference.json`, read as it is published: one JSON array):
 
     {"id": "22564", "image": "COCO_train2014_000000123456.jpg",
      "conversations": [{"from": "human", "value": "<image>\\nWhat is on the table?"}, {"from": "gpt", "value": "..."}],
@@ -34,10 +47,11 @@ LLaVA-RLHF human preference (prior source "llava-rlhf"), the rows of LLaVA-Human
   that LLaVA-RLHF replaces by each output; it is kept as meta["reference_answer"]. An output's `from`
   becomes the response's model. The responses are named "output_1" and "output_2".
 
-VL-RewardBench (prior source "vl-rewardbench"), the rows of the benchmark with the image given as a path:
+VL-RewardBench (prior source "vl-rewardbench"), the rows of the benchmark with the image given as a path
+(`image_path` on GitHub, `image` here):
 
     {"id": "RLAIF-V-1", "query": "What is on the table?", "response": ["A cup.", "A cat."],
-     "human_ranking": [0, 1], "image": "images/1.png", "models": ["m1", "m2"], "judge": "human",
+     "human_ranking": [0, 1], "image_path": "images/1.png", "models": ["m1", "m2"], "judge": "human",
      "rationale": "...", "query_source": "RLAIF-V", "ground_truth": ""}
 
   `human_ranking[i]` is the rank of `response[i]`, 0 for the preferred one: the dataset card reads "[0, 1]
@@ -47,10 +61,12 @@ VL-RewardBench (prior source "vl-rewardbench"), the rows of the benchmark with t
 
 In every layout:
 
-- `image` (`images[0]` in TRL) is a relative path inside the zip or folder, or a data: URI in a bare
-  .jsonl, and is read exactly as a RewardLab line's image is.
+- `image` or `image_path` (`images[0]` in TRL) is a relative path inside the zip or folder, a data: URI, or
+  an image embedded in a Parquet cell, and is read exactly as a RewardLab line's image is
+  (`lines.row_image`: both given and different is an error, unless the image is embedded).
 - The external_id is the row's `id` (a string or an integer) when it has one, else "<source>-" and 16 hex
-  digits of the row's SHA-256: re-importing a file is refused, and two equal rows are named as duplicates.
+  digits of the row's SHA-256 (an embedded image counted by its cell, not its bytes): re-importing a file is
+  refused. Rows that repeat an id with the same image and prompt are one item (`merge`).
 - Canonical a/b comes from one bit of the row's SHA-256, not from the position in the source, which often
   says which answer won (always, in TRL): a model must not learn the position (DT2IT: shuffle the order
   when constructing pairs). The same file imports the same way every time.
@@ -65,6 +81,7 @@ import json
 from typing import Any
 
 from rewardlab.package.lines import (
+    IMAGE_PATH,
     MAX_ID_LENGTH,
     MAX_MODEL_LENGTH,
     Answer,
@@ -77,6 +94,7 @@ from rewardlab.package.lines import (
     expect_object,
     expect_string,
     given,
+    row_image,
     show_value,
 )
 
@@ -86,6 +104,7 @@ LLAVA_RLHF = Layout(
     markers=("conversations", "output_1", "output_2", "preference"),
     fields=("image", "conversations", "output_1", "output_2", "preference"),
 )
+RLAIF_V = Layout("RLAIF-V", markers=("question",), fields=("question", "chosen", "rejected", "image"))
 VL_REWARDBENCH = Layout(
     "VL-RewardBench",
     markers=("query", "response", "human_ranking"),
@@ -119,6 +138,26 @@ def trl_item_spec(record: dict[str, Any]) -> ItemSpec:
     )
 
 
+def rlaif_v_item_spec(record: dict[str, Any]) -> ItemSpec:
+    """Convert an RLAIF-V row; the rejected response is the more hallucinated one."""
+    _require(record, RLAIF_V)
+    chosen, rejected = (expect_string(record[key], key, empty=True) for key in ("chosen", "rejected"))
+    digest = _digest(record)
+    ids = ("r1", "r0") if _flipped(digest) else ("r0", "r1")
+    image, kept = row_image(record)
+    return _item(
+        record,
+        layout=RLAIF_V,
+        source="rlaif-v",
+        digest=digest,
+        image=image,
+        prompt=_prompt_text(expect_string(record["question"], "question"), "question"),
+        options=(ResponseSpec(ids[0], chosen), ResponseSpec(ids[1], rejected)),
+        worse=1,
+        derived=kept,
+    )
+
+
 def llava_rlhf_item_spec(record: dict[str, Any]) -> ItemSpec:
     """Convert an LLaVA-RLHF human preference row; the output not preferred is the more hallucinated one."""
     _require(record, LLAVA_RLHF)
@@ -138,16 +177,17 @@ def llava_rlhf_item_spec(record: dict[str, Any]) -> ItemSpec:
             f"preference: expected 1 (output_1 is better) or 2 (output_2 is better), got {show_value(preference)}"
         )
     reference = after[0]["text"] if after else ""
+    image, kept = row_image(record)
     return _item(
         record,
         layout=LLAVA_RLHF,
         source="llava-rlhf",
         digest=_digest(record),
-        image=expect_string(record["image"], "image"),
+        image=image,
         prompt=_prompt_text(turns[last_human]["text"], f"conversations[{last_human}].value"),
         options=tuple(_llava_output(record[key], key) for key in ("output_1", "output_2")),
         worse=2 - preference,
-        derived={"context": turns[:last_human], "reference_answer": reference},
+        derived={"context": turns[:last_human], "reference_answer": reference, **kept},
     )
 
 
@@ -164,12 +204,13 @@ def vl_rewardbench_item_spec(record: dict[str, Any]) -> ItemSpec:
             f"human_ranking: expected [0, 1] or [1, 0], 0 for the preferred response, got {show_value(ranking)}"
         )
     ground_truth = expect_string(given(record.get("ground_truth"), ""), "ground_truth", empty=True)
+    image, kept = row_image(record)
     return _item(
         record,
         layout=VL_REWARDBENCH,
         source="vl-rewardbench",
         digest=_digest(record),
-        image=expect_string(record["image"], "image"),
+        image=image,
         prompt=_prompt_text(expect_string(record["query"], "query"), "query"),
         options=tuple(
             ResponseSpec(f"response_{i}", expect_string(text, f"response[{i}]", empty=True), models[i])
@@ -178,6 +219,7 @@ def vl_rewardbench_item_spec(record: dict[str, Any]) -> ItemSpec:
         worse=ranking.index(1),
         facts={"answer": ground_truth} if ground_truth.strip() else {},
         mapped=("models", "ground_truth"),
+        derived=kept,
     )
 
 
@@ -209,14 +251,14 @@ def _item(
         responses=(a, b),
         pairs=((a.id, b.id),),
         facts=facts or {},
-        meta=_meta(record, mapped=(*layout.fields, *mapped, "id"), derived=derived or {}),
+        meta=_meta(record, mapped=(*layout.fields, *mapped, IMAGE_PATH, "id"), derived=derived or {}),
         priors=(LabelSpec(pair=0, more_hallucinated=more_hallucinated, source=source),),
         gold=(),
     )
 
 
 def _require(record: dict[str, Any], layout: Layout) -> None:
-    missing = [key for key in layout.fields if key not in record]
+    missing = [key for key in layout.fields if key not in record and not (key == "image" and IMAGE_PATH in record)]
     if missing:
         fields = ", ".join(layout.fields)
         raise LineError(f"missing required field {missing[0]!r}; a {layout.name} row has the fields {fields}")

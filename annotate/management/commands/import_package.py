@@ -16,7 +16,10 @@ PERCENT = 100
 
 
 class Command(BaseCommand):
-    help = "Import a .zip or .jsonl package into a campaign, all or nothing (API.md, 'Import package')."
+    help = (
+        "Import a .zip, .jsonl, .json or .parquet package into a campaign, all or nothing "
+        "(API.md, 'Import package')."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("campaign_id", type=int)
