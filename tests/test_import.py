@@ -233,7 +233,11 @@ REJECTED_LINES = {
     "dotdot path": ([item("a", "../evil.png")], 1, "'..' segment"),
     "absolute path": ([item("a", "/etc/passwd")], 1, "is absolute"),
     "backslash path": ([item("a", "images\\red.png")], 1, "backslash"),
-    "duplicate external_id": ([item("a"), item("a")], 2, "already used on line 2"),
+    "repeated external_id, another prompt": (
+        [item("a"), item("a", prompt="Which ball is red?")],
+        2,
+        "external_id 'a': line 3 has another prompt than line 2",
+    ),
     "one response": ([item("a", responses=_responses("r0"))], 1, "at least 2 responses"),
     "duplicate response id": ([item("a", responses=_responses("r0", "r0"))], 1, "'r0' is used by another"),
     "unknown id in pairs": ([item("a", pairs=[["r0", "r9"]])], 1, "pairs[0]: unknown response id 'r9'"),

@@ -122,15 +122,24 @@ REJECTED = {
         "'images/nope.png': not in the package",
     ),
     "trl unsafe image path": ([trl_row(images=["../evil.png"])], 1, "'..' segment"),
-    "trl identical rows": ([trl_row(), trl_row()], 2, "is already used on line 1"),
+    "llava repeated id, another prompt": (
+        [llava_row(), llava_row(conversations=[{"from": "human", "value": "<image>\nWhich ball is red?"}])],
+        2,
+        "external_id '22564': line 2 has another prompt than line 1",
+    ),
     "llava preference not 1 or 2": ([llava_row(), llava_row(id="2", preference=0)], 2, "preference: expected 1"),
     "llava output of the wrong type": ([llava_row(output_2=["Three."])], 1, "output_2: expected an object"),
-    "llava duplicate ids": ([llava_row(), llava_row(preference=2)], 2, "external_id '22564' is already used on line 1"),
+    "llava repeated id, another image": (
+        [llava_row(), llava_row(image="images/blue.png")],
+        2,
+        "external_id '22564': line 2 has another image than line 1",
+    ),
     "vlrb ranking not a permutation": ([vlrb_row(human_ranking=[1, 1])], 1, "human_ranking: expected [0, 1] or [1, 0]"),
     "vlrb missing query": ([vlrb_row(id="a"), vlrb_row(query=None)], 2, "missing required field 'query'"),
     "a file mixing layouts": ([trl_row(), vlrb_row()], 2, "a VL-RewardBench row in a file of TRL preference rows"),
     "a row mixing layouts": ([llava_row(chosen="Two.")], 1, "the row mixes layouts"),
-    "an unknown first row": ([{"question": "Q?"}, trl_row()], 1, "unknown layout"),
+    "an unknown first row": ([{"instruction": "Q?"}, trl_row()], 1, "unknown layout"),
+    "a row mixing RLAIF-V and TRL": ([trl_row(question="Q?")], 1, "RLAIF-V fields (question) and TRL preference"),
 }
 
 

@@ -43,7 +43,10 @@ def merge_items(item: ItemSpec, row: ItemSpec, *, first_where: str, later_where:
         if at == len(pairs):
             pairs.append(pair)
         flip = pairs[at] != pair
-        priors += [_moved(label, at, flip) for label in row.priors if label.pair == index]
+        # A row repeated as it is adds nothing: its labels are already the item's.
+        priors += [
+            moved for label in row.priors if label.pair == index and (moved := _moved(label, at, flip)) not in priors
+        ]
         for label in (_moved(label, at, flip) for label in row.gold if label.pair == index):
             known_gold = next((known for known in gold if known.pair == at), None)
             if known_gold is None:

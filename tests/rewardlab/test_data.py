@@ -246,7 +246,7 @@ BAD_FILES = {
     ),
     "unknown layout": (
         "rows.jsonl",
-        jsonl([{"question": "Q?", "answer": "A."}]),
+        jsonl([{"instruction": "Q?", "answer": "A."}]),
         "rows.jsonl, line 1: unknown layout: the first row has the keys",
     ),
     "half the identity keys": (

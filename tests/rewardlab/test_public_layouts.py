@@ -172,13 +172,14 @@ def test_a_row_of_another_layout_is_refused_in_a_file():
 
 def test_an_unknown_row_lists_every_layout_with_its_fields():
     with pytest.raises(LineError) as caught:
-        parse({"question": "Q?", "answer": "A."})
+        parse({"instruction": "Q?", "answer": "A."})
 
     message = str(caught.value)
-    assert message.startswith('unknown layout: the row has the fields ["answer", "question"]')
+    assert message.startswith('unknown layout: the row has the fields ["answer", "instruction"]')
     for expected in (
         "import package (external_id, image, prompt, responses)",
         "TRL preference (prompt, chosen, rejected, images)",
+        "RLAIF-V (question, chosen, rejected, image)",
         "LLaVA-RLHF human preference (image, conversations, output_1, output_2, preference)",
         "VL-RewardBench (query, response, human_ranking, image)",
     ):
