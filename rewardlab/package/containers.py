@@ -226,7 +226,8 @@ class ParquetRows:
 
     def __init__(self, source: IO[bytes], name: str) -> None:
         try:
-            self.file = pq.ParquetFile(source)
+            # No pre-buffering: a batch reader pre-buffers every row group it will read, the whole file.
+            self.file = pq.ParquetFile(source, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             raise ContainerError(f"not a readable Parquet file: {exc}") from exc
         self.name = name
@@ -238,13 +239,18 @@ class ParquetRows:
         self.group_starts = [0]
         for group in range(metadata.num_row_groups):
             self.group_starts.append(self.group_starts[-1] + metadata.row_group(group).num_rows)
-        self._cached: tuple[int, str, int, pa.Array] | None = None  # row group, column, first row, cells
+        self._cached: tuple[str, int, pa.Array] | None = None  # the column, first row and cells of one batch
 
     def rows(self, *, offset: int, max_bytes: int) -> Iterator[Row]:
         """Yield every row as JSON; `start` is `offset` plus the row's 0-based index, so rows measure progress."""
         index = 0
         try:
-            for batch in self.file.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            batches = (
+                batch
+                for group in range(self.file.num_row_groups)
+                for batch in self.file.iter_batches(PARQUET_BATCH_ROWS, row_groups=[group])
+            )
+            for batch in batches:
                 for record in self._records(batch, first=index):
                     yield self._row(record, index, offset=offset, max_bytes=max_bytes)
                     index += 1
@@ -253,10 +259,8 @@ class ParquetRows:
 
     def row(self, index: int, *, max_bytes: int) -> bytes:
         """Return the JSON bytes of the row at a 0-based index, as `rows` gave it."""
-        group = self._group(index)
-        table = self.file.read_row_group(group)
-        at = index - self.group_starts[group]
-        (record,) = self._records(table.slice(at, 1).to_batches()[0], first=index)
+        first, batch = self._batch_with(index, columns=None)
+        (record,) = self._records(batch.slice(index - first, 1), first=index)
         row = self._row(record, index, offset=0, max_bytes=max_bytes)
         if row.error:
             raise ContainerError(f"row {index + 1}: {row.error}")
@@ -281,18 +285,24 @@ class ParquetRows:
         return group
 
     def _cell(self, index: int, column: str) -> pa.Scalar:
-        group = self._group(index)
         cached = self._cached
-        if cached is None or cached[:2] != (group, column) or not cached[2] <= index < cached[2] + len(cached[3]):
-            first = self.group_starts[group]
-            # A row group is read one batch at a time up to the row: memory holds a batch, not the group.
-            for batch in self.file.iter_batches(PARQUET_BATCH_ROWS, row_groups=[group], columns=[column]):
-                if index < first + batch.num_rows:
-                    cached = self._cached = (group, column, first, batch.column(0))
-                    break
-                first += batch.num_rows
-        assert cached is not None
-        return cached[3][index - cached[2]]
+        if cached is None or cached[0] != column or not cached[1] <= index < cached[1] + len(cached[2]):
+            first, batch = self._batch_with(index, columns=[column])
+            cached = self._cached = (column, first, batch.column(0))
+        return cached[2][index - cached[1]]
+
+    def _batch_with(self, index: int, *, columns: list[str] | None) -> tuple[int, pa.RecordBatch]:
+        """Return the batch of `columns` (all when None) that holds the row at a 0-based index, and its first row.
+
+        The row group is read a batch at a time up to the row: memory holds a batch, not the group.
+        """
+        group = self._group(index)
+        first = self.group_starts[group]
+        for batch in self.file.iter_batches(PARQUET_BATCH_ROWS, row_groups=[group], columns=columns):
+            if index < first + batch.num_rows:
+                return first, batch
+            first += batch.num_rows
+        raise ContainerError(f"{self.name} has no row {index + 1}")
 
     def _records(self, batch: pa.RecordBatch, *, first: int) -> list[dict[str, Any]]:
         """Return the batch's rows as dicts, each image cell replaced by its reference (no bytes are copied)."""
