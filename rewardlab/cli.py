@@ -5,8 +5,8 @@
     python -m rewardlab score MODEL_DIR DATA --out SCORES.jsonl
     python -m rewardlab eval MODEL_DIR DATA
 
-DATA is an import package (zip, folder or .jsonl) or a `reward` / `annotations` export. Results go to
-stdout as JSON, progress bars to stderr; a bad file or model is one line on stderr and exit status 2.
+DATA is an import package (zip, folder, .jsonl, .json array or .parquet) or a `reward` / `annotations` export.
+Results go to stdout as JSON, progress bars to stderr; a bad file or model is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations

@@ -355,3 +355,20 @@ def test_the_import_page_accepts_a_json_array(campaign, client, tmp_path):
 
     assert response.status_code == 302, response.content.decode()[:500]
     assert ImportJob.objects.get().filename == "llava_7b_v1_preference.json"
+
+
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("rows.parquet", b"PAR1 not really", "rows.parquet: not a readable Parquet file"),
+        ("rows.json", b'{"id": "1"}', "rows.json: expected a JSON array of rows"),
+        ("rows.json", b"[] []", "rows.json: expected the end of the file after the array's closing ']'"),
+    ],
+)
+def test_a_file_that_is_not_its_container_is_refused_whole(campaign, tmp_path, name, data, reason):
+    path = tmp_path / name
+    path.write_bytes(data)
+
+    errors = rejected(campaign, path)
+
+    assert len(errors) == 1 and errors[0]["line"] is None and errors[0]["reason"].startswith(reason), errors
