@@ -17,8 +17,7 @@ PERCENT = 100
 
 class Command(BaseCommand):
     help = (
-        "Import a .zip, .jsonl, .json or .parquet package into a campaign, all or nothing "
-        "(API.md, 'Import package')."
+        "Import a .zip, .jsonl, .json or .parquet package into a campaign, all or nothing (API.md, 'Import package')."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
