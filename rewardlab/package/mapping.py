@@ -358,8 +358,10 @@ def preview(lines: Iterable[Line], *, rows: int = PREVIEW_ROWS) -> Preview:
 
 
 def show_cell(value: object) -> str:
-    """Show a value in the preview: text as written, anything else as JSON, cut to PREVIEW_CHARS."""
+    """Show a value in the preview: text as written, anything else as JSON, cut to PREVIEW_CHARS (a data: URI to
+    its header)."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     if len(text) <= PREVIEW_CHARS:
         return text
-    return f"{text[: PREVIEW_CHARS - 1]}… ({len(text):,} characters)"
+    shown = text.partition(",")[0] if text.startswith("data:") else text[: PREVIEW_CHARS - 1]  # an image: its type
+    return f"{shown}… ({len(text):,} characters)"
