@@ -315,6 +315,11 @@ class ImportJob(Job):
     items_created = models.PositiveIntegerField(default=0)
     pairs_created = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
+    # The column mapping the file is read through (rewardlab.package.mapping), a copy: a saved mapping
+    # changed later does not change what this job did. Null: the file is in a layout the importer knows.
+    mapping = models.JSONField(null=True, blank=True)
+    # The mapping page's upload it came from, so a refused mapping is fixed without uploading the file again.
+    upload = models.ForeignKey("ImportUpload", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
 
     class Meta(Job.Meta):
         indexes = [
@@ -324,6 +329,39 @@ class ImportJob(Job):
 
     def __str__(self) -> str:
         return f"import {self.pk} ({self.status})"
+
+
+class ImportUpload(models.Model):
+    """A file a lead uploaded to preview and map its columns; each import of it with a mapping is an ImportJob.
+
+    It stays after an import, so a lead whose mapping was refused maps the same file again without uploading it.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="import_uploads")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    file = models.FileField(upload_to="imports/")
+    filename = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} ({self.filename})"
+
+
+class ImportMapping(models.Model):
+    """A column mapping a lead saved under a name, to import the campaign's next files the same way."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="import_mappings")
+    name = models.CharField(max_length=100)
+    mapping = models.JSONField()  # as rewardlab.package.mapping.ColumnMapping.as_json writes it
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "name"], name="import_mapping_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ModelRun(Job):

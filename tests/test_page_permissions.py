@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django_htmx.http import HTMX_STOP_POLLING
 
-from annotate.models import Campaign, ExportSnapshot, ImportJob, Membership, ModelRun
+from annotate.models import Campaign, ExportSnapshot, ImportJob, ImportUpload, Membership, ModelRun
 from annotate.services.campaigns import campaign_update
 from annotate.views.urls import urlpatterns
 from tests import factories
@@ -34,6 +34,7 @@ class World:
     campaign: Campaign
     other: Campaign
     job: ImportJob
+    upload: ImportUpload
     run: ModelRun
     snapshot: ExportSnapshot
     membership: Membership
@@ -95,6 +96,9 @@ PAGES = (
     Page("import-page", "get", MANAGERS, 200),
     Page("import-page", "post", MANAGERS, 422),
     Page("import-status", "get", MANAGERS, 200, args=lambda world: [world.job.pk]),
+    Page("import-preview", "post", MANAGERS, 422),
+    Page("import-map", "get", MANAGERS, 200, args=lambda world: [world.campaign.pk, world.upload.pk]),
+    Page("import-map", "post", MANAGERS, 422, args=lambda world: [world.campaign.pk, world.upload.pk]),
     Page("model-page", "get", READERS, 200),
     Page("model-page", "post", MANAGERS, 302),  # a retrain queued, then back to the page
     Page("model-run-status", "get", READERS, 302, args=lambda world: [world.run.pk]),
@@ -117,6 +121,9 @@ def world(campaign, make_user) -> World:
         campaign=campaign,
         other=Campaign.objects.get(name="Other"),
         job=ImportJob.objects.create(campaign=campaign, filename=f"{SECRET}.zip", status="succeeded"),
+        upload=ImportUpload.objects.create(
+            campaign=campaign, filename=f"{SECRET}.jsonl", file=f"imports/{SECRET}.jsonl"
+        ),
         run=ModelRun.objects.create(campaign=campaign, status="succeeded", trigger="labels"),
         snapshot=ExportSnapshot.objects.create(campaign=campaign, format="reward", status="succeeded"),
         membership=Membership.objects.get(campaign=campaign, user__username="ann2"),
@@ -188,6 +195,8 @@ def test_ids_of_another_campaign_behind_ones_own_are_404(client, world):
     response = client.post(url, {"action": "remove"})
     assert response.status_code == 404 and SECRET not in response.content.decode()
     assert Membership.objects.filter(pk=world.membership.pk).exists()
+    response = client.get(reverse("import-map", args=[own, world.upload.pk]))
+    assert response.status_code == 404 and SECRET not in response.content.decode()
     for name, pk in (
         ("import-status", world.job.pk),
         ("model-run-status", world.run.pk),
@@ -203,6 +212,7 @@ def test_a_lead_is_a_stranger_in_every_other_campaign(client, world):
     for page in PAGES:
         if not page.in_campaign or page.name in {
             "campaign-member",
+            "import-map",
             "import-status",
             "model-run-status",
             "export-status",

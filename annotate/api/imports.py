@@ -1,8 +1,11 @@
-"""Import packages over REST: upload (lead) and job status."""
+"""Import packages over REST: upload (lead), with a column mapping for a file in no known layout, and job status."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+import json
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -14,6 +17,29 @@ from annotate.api.serializers import ImportJobOutput
 from annotate.services.imports import import_job_create
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class MappingField(serializers.Field):
+    """A column mapping as JSON text (multipart sends text), or the name of a mapping saved for the campaign."""
+
+    default_error_messages = {"invalid": "Expected a JSON object or the name of a saved mapping, got {value}."}
+
+    def to_internal_value(self, data: object) -> dict | str:
+        if isinstance(data, dict):
+            return data
+        text = data.strip() if isinstance(data, str) else ""
+        if not text:
+            self.fail("invalid", value=json.dumps(data))
+        if not text.startswith("{"):
+            return text
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise serializers.ValidationError(f"Not valid JSON: {exc.msg} at column {exc.colno}.") from exc
+
+    def to_representation(self, value: object) -> object:
+        return value
+
+
 class CampaignImportsApi(APIView):
     """GET the campaign's import jobs; POST a package (.zip, .jsonl, .json, .parquet) to import in the background."""
 
@@ -22,6 +48,18 @@ class CampaignImportsApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField()
+        mapping = MappingField(
+            required=False,
+            help_text=(
+                "For a file in no known layout: a column mapping as a JSON object, e.g. "
+                '{"id": "qid", "prompt": "question", "image": "img", "answers": ["answer_a", "answer_b"], '
+                '"preference": {"column": "winner", "means": "better", "values": {"A": 1, "B": 2}}, '
+                '"facts": {"caption": "caption"}, "source": "my-dataset"} (or "chosen"/"rejected" columns in '
+                'place of "answers" and "preference"), or the name of a mapping saved for the campaign on the '
+                "import page. Every line is read through it; a bad mapping is a 400 naming the field "
+                "(`mapping.preference.values`)."
+            ),
+        )
 
     @extend_schema(responses={200: ImportJobOutput(many=True)}, operation_id="campaign_imports_list")
     def get(self, request, campaign_id: int):
@@ -35,7 +73,10 @@ class CampaignImportsApi(APIView):
         campaign = access.campaign_for(request.user, campaign_id, access.MANAGE)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job = import_job_create(campaign=campaign, upload=serializer.validated_data["file"], created_by=request.user)
+        data = serializer.validated_data
+        job = import_job_create(
+            campaign=campaign, upload=data["file"], mapping=data.get("mapping"), created_by=request.user
+        )
         return Response(ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -148,7 +148,7 @@ class ImportJobOutput(serializers.ModelSerializer):
         model = ImportJob
         fields = [
             "id", "campaign", "filename", "status", "progress", "lines_total", "items_created",
-            "pairs_created", "errors", "error", "attempts", "created_at", "finished_at",
+            "pairs_created", "errors", "error", "attempts", "created_at", "finished_at", "mapping",
         ]  # fmt: skip
 
 

@@ -37,11 +37,13 @@ from django.utils import timezone
 from annotate.bulk import ids_reserve, rows_insert, staged_select
 from annotate.exceptions import ApplicationError, ImportRejectedError
 from annotate.models import Campaign, Image, ImportJob, Item, Pair, PriorLabel, Response
+from annotate.services.import_mappings import import_mapping_resolve
 from annotate.services.jobs import ProgressCallback, Throttled, job_fail, job_progress, job_send, job_succeed, job_taken
 from annotate.services.model_runs import after_import
 from rewardlab.package.images import ImageInfo, ImageRejectedError, inspect_image
 from rewardlab.package.layouts import ItemSpecParser
 from rewardlab.package.lines import ItemSpec, LineError
+from rewardlab.package.mapping import ColumnMapping
 from rewardlab.package.merge import different_image, merge_items
 from rewardlab.package.package import (
     PACKAGE_SUFFIXES,
@@ -200,17 +202,19 @@ def import_package(
     path: Path,
     job: ImportJob | None = None,
     on_progress: ProgressCallback | None = None,
+    mapping: ColumnMapping | None = None,
 ) -> ImportSummary:
     """Import a .zip, folder, .jsonl, .json or .parquet package into a campaign, all or nothing.
 
     Raise ImportRejectedError listing each bad line (up to MAX_ERRORS) when anything is wrong; then
     nothing, not even an image file, has been written. `on_progress` gets fractions from 0 to 1. After
-    the import, prior labels queue a retrain (`after_import`).
+    the import, prior labels queue a retrain (`after_import`). With a `mapping`, every line is read
+    through it instead of in the layout its first line shows.
     """
     progress = Throttled(on_progress or _ignore_progress)
     try:
         with open_package(path) as package, tempfile.TemporaryFile() as spool:
-            plan = _validate(package, campaign=campaign, progress=progress, spool=spool)
+            plan = _validate(package, campaign=campaign, progress=progress, spool=spool, mapping=mapping)
             if plan.errors:
                 raise ImportRejectedError([_error_entry(line, reason) for line, reason in plan.errors])
             images_new, images_reused = _write(package, campaign=campaign, job=job, plan=plan)
@@ -232,9 +236,16 @@ def import_package(
     )
 
 
-def _validate(package: Package, *, campaign: Campaign, progress: ProgressCallback, spool: IO[bytes]) -> _Plan:
+def _validate(
+    package: Package,
+    *,
+    campaign: Campaign,
+    progress: ProgressCallback,
+    spool: IO[bytes],
+    mapping: ColumnMapping | None = None,
+) -> _Plan:
     """Check every line, a batch at a time: a thread decodes one batch's images while the next is parsed."""
-    parse = ItemSpecParser(strength_scale=campaign.strength_scale)
+    parse = ItemSpecParser(strength_scale=campaign.strength_scale, mapping=mapping)
     plan = _Plan(spool, first_spec=lambda line: parse(package.read_line(line.start)))
     with _Inspector() as inspector:
         parsed: list[tuple[Line, ItemSpec, _Inspection]] = []  # the batch whose images are being checked
@@ -540,8 +551,32 @@ def _defaults(model: type[Model], columns: tuple[str, ...]) -> tuple:
     return tuple(field.get_db_prep_save(field.get_default(), connection) for field in fields)
 
 
-def import_job_create(*, campaign: Campaign, upload: UploadedFile, created_by: AbstractBaseUser) -> ImportJob:
-    """Save an uploaded package and queue its import; the request returns before any line is read."""
+def import_job_create(
+    *,
+    campaign: Campaign,
+    upload: UploadedFile,
+    created_by: AbstractBaseUser,
+    mapping: dict | str | None = None,
+) -> ImportJob:
+    """Save an uploaded package and queue its import; the request returns before any line is read.
+
+    `mapping` is a column mapping (`rewardlab.package.mapping`) or the name of one saved for the campaign;
+    the job keeps a copy and reads every line through it.
+    """
+    filename = upload_filename(upload)
+    column_mapping = import_mapping_resolve(campaign=campaign, value=mapping)
+    job = ImportJob(
+        campaign=campaign, created_by=created_by, filename=filename, mapping=column_mapping and column_mapping.as_json()
+    )
+    with transaction.atomic():
+        job.file.save(filename, upload, save=False)
+        job.save()
+        transaction.on_commit(lambda: job_send(job))
+    return job
+
+
+def upload_filename(upload: UploadedFile) -> str:
+    """Return the name an upload is kept under; raise ApplicationError for one too big or not a package."""
     limit = settings.REWARDLAB_MAX_UPLOAD_BYTES
     if upload.size > limit:
         message = f"The file is {upload.size} bytes; the limit is {limit}."
@@ -550,13 +585,7 @@ def import_job_create(*, campaign: Campaign, upload: UploadedFile, created_by: A
     if Path(filename).suffix.lower() not in PACKAGE_SUFFIXES:
         message = f"Expected a {', '.join(PACKAGE_SUFFIXES[:-1])} or {PACKAGE_SUFFIXES[-1]} file, got {filename!r}."
         raise ApplicationError(message, extra={"fields": {"file": message}})
-    max_length = ImportJob._meta.get_field("filename").max_length
-    job = ImportJob(campaign=campaign, created_by=created_by, filename=filename[:max_length])
-    with transaction.atomic():
-        job.file.save(filename, upload, save=False)
-        job.save()
-        transaction.on_commit(lambda: job_send(job))
-    return job
+    return filename[: ImportJob._meta.get_field("filename").max_length]
 
 
 def import_job_run(*, job_id: int, worker: str = "") -> ImportJob | None:
@@ -568,7 +597,11 @@ def import_job_run(*, job_id: int, worker: str = "") -> ImportJob | None:
             return None
         try:
             summary = import_package(
-                campaign=job.campaign, path=Path(job.file.path), job=job, on_progress=job_progress(job)
+                campaign=job.campaign,
+                path=Path(job.file.path),
+                job=job,
+                on_progress=job_progress(job),
+                mapping=job.mapping and ColumnMapping.from_json(job.mapping),
             )
         except ImportRejectedError as exc:
             job_fail(job, _rejected(exc.errors), errors=exc.errors)

@@ -6,6 +6,7 @@ RLAIF-V shares TRL's `chosen` and `rejected`, and `_found` tells the two apart);
 every later line must be in the same layout, so a file that drifts into another is refused line by line
 instead of being read two ways. Whatever the layout, a line becomes the same `ItemSpec`, and annotate's
 import and rewardlab's loader both parse with `ItemSpecParser`, so they accept exactly the same files.
+A file in no known layout is read through the lead's column mapping (`mapping`) instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rewardlab.package.lines import PACKAGE, ItemSpec, Layout, LineError, json_record, package_item_spec, show_value
+from rewardlab.package.lines import (
+    PACKAGE,
+    ItemSpec,
+    Layout,
+    LineError,
+    MissingFieldError,
+    json_record,
+    package_item_spec,
+    show_value,
+)
+from rewardlab.package.mapping import MAPPING_HINT, ColumnMapping
 from rewardlab.package.public import (
     LLAVA_RLHF,
     RLAIF_V,
@@ -37,17 +48,23 @@ LAYOUTS = (PACKAGE, *CONVERTERS)
 class ItemSpecParser:
     """Parse the lines of one file into ItemSpecs; make a new parser for each pass over a file."""
 
-    def __init__(self, *, strength_scale: int) -> None:
+    def __init__(self, *, strength_scale: int, mapping: ColumnMapping | None = None) -> None:
         self.strength_scale = strength_scale  # the campaign's: a prior's strength must fit it
         self.layout: Layout | None = None  # the file's, once a line has shown it
+        self.mapping = mapping  # the lead's: every line is read through it, whatever its fields
 
     def __call__(self, data: bytes) -> ItemSpec:
         """Parse and validate one line; raise LineError naming the first problem found."""
         record = json_record(data)
+        if self.mapping is not None:
+            return package_item_spec(self.mapping.record(record), strength_scale=self.strength_scale)
         layout = self._layout(record)
-        if layout is PACKAGE:
-            return package_item_spec(record, strength_scale=self.strength_scale)
-        return CONVERTERS[layout](record)
+        try:
+            if layout is PACKAGE:
+                return package_item_spec(record, strength_scale=self.strength_scale)
+            return CONVERTERS[layout](record)
+        except MissingFieldError as exc:
+            raise MissingFieldError(f"{exc}; or, if the file is in another layout, {MAPPING_HINT}") from exc
 
     def _layout(self, record: dict[str, Any]) -> Layout:
         """Return the file's layout, fixed by its first line; a line with no marker is read in it."""
@@ -58,7 +75,9 @@ class ItemSpecParser:
         if self.layout is None:
             if not found:
                 fields = show_value(sorted(record))
-                raise LineError(f"unknown layout: the row has the fields {fields}; expected {expected_layouts()}")
+                raise LineError(
+                    f"unknown layout: the row has the fields {fields}; expected {expected_layouts()}; or {MAPPING_HINT}"
+                )
             self.layout = found[0]
         elif found and found[0] is not self.layout:
             first = self.layout.name

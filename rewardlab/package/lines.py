@@ -40,6 +40,10 @@ class LineError(ValueError):
     """One line is not a valid item; the message names the field and says what was expected."""
 
 
+class MissingFieldError(LineError):
+    """A row lacks a top-level field its layout requires: it may be in a layout only a column mapping reads."""
+
+
 @dataclass(frozen=True)
 class ResponseSpec:
     id: str
@@ -219,7 +223,8 @@ def _check_keys(record: dict[str, Any], *, allowed: tuple[str, ...], required: t
         raise LineError(f"{prefix}unknown field {unknown[0]!r}; expected fields are {', '.join(allowed)}")
     missing = [key for key in required if key not in record]
     if missing:
-        raise LineError(f"{prefix}missing required field {missing[0]!r}")
+        error = LineError if where else MissingFieldError
+        raise error(f"{prefix}missing required field {missing[0]!r}")
 
 
 def expect_string(value: object, where: str, *, max_length: int | None = None, empty: bool = False) -> str:

@@ -89,6 +89,7 @@ from rewardlab.package.lines import (
     LabelSpec,
     Layout,
     LineError,
+    MissingFieldError,
     ResponseSpec,
     expect_list,
     expect_object,
@@ -122,9 +123,9 @@ def trl_item_spec(record: dict[str, Any]) -> ItemSpec:
     _require(record, TRL)
     context, prompt = _trl_prompt(record["prompt"])
     chosen, rejected = (_trl_answer(record[key], key) for key in ("chosen", "rejected"))
-    digest = _digest(record)
+    digest = row_digest(record)
     # Named by canonical position: the ids must not say which one was chosen, as "chosen" would.
-    ids = ("r1", "r0") if _flipped(digest) else ("r0", "r1")
+    ids = ("r1", "r0") if row_flipped(digest) else ("r0", "r1")
     return _item(
         record,
         layout=TRL,
@@ -142,8 +143,8 @@ def rlaif_v_item_spec(record: dict[str, Any]) -> ItemSpec:
     """Convert an RLAIF-V row; the rejected response is the more hallucinated one."""
     _require(record, RLAIF_V)
     chosen, rejected = (expect_string(record[key], key, empty=True) for key in ("chosen", "rejected"))
-    digest = _digest(record)
-    ids = ("r1", "r0") if _flipped(digest) else ("r0", "r1")
+    digest = row_digest(record)
+    ids = ("r1", "r0") if row_flipped(digest) else ("r0", "r1")
     image, kept = row_image(record)
     return _item(
         record,
@@ -182,7 +183,7 @@ def llava_rlhf_item_spec(record: dict[str, Any]) -> ItemSpec:
         record,
         layout=LLAVA_RLHF,
         source="llava-rlhf",
-        digest=_digest(record),
+        digest=row_digest(record),
         image=image,
         prompt=_prompt_text(turns[last_human]["text"], f"conversations[{last_human}].value"),
         options=tuple(_llava_output(record[key], key) for key in ("output_1", "output_2")),
@@ -209,7 +210,7 @@ def vl_rewardbench_item_spec(record: dict[str, Any]) -> ItemSpec:
         record,
         layout=VL_REWARDBENCH,
         source="vl-rewardbench",
-        digest=_digest(record),
+        digest=row_digest(record),
         image=image,
         prompt=_prompt_text(expect_string(record["query"], "query"), "query"),
         options=tuple(
@@ -242,7 +243,7 @@ def _item(
     `derived` are meta fields made from the row (left out when empty), `mapped` the optional fields that
     went elsewhere; the row's other fields are kept in meta.
     """
-    a, b = (options[1], options[0]) if _flipped(digest) else options
+    a, b = (options[1], options[0]) if row_flipped(digest) else options
     more_hallucinated: Answer = "a" if a is options[worse] else "b"
     return ItemSpec(
         external_id=_external_id(record, source, digest),
@@ -261,17 +262,17 @@ def _require(record: dict[str, Any], layout: Layout) -> None:
     missing = [key for key in layout.fields if key not in record and not (key == "image" and IMAGE_PATH in record)]
     if missing:
         fields = ", ".join(layout.fields)
-        raise LineError(f"missing required field {missing[0]!r}; a {layout.name} row has the fields {fields}")
+        raise MissingFieldError(f"missing required field {missing[0]!r}; a {layout.name} row has the fields {fields}")
 
 
-def _digest(record: dict[str, Any]) -> str:
+def row_digest(record: dict[str, Any]) -> str:
     """Return the SHA-256 of the row's canonical JSON, so equal rows hash alike whatever their key order."""
     # ensure_ascii: a lone surrogate (valid in JSON text) cannot be encoded as UTF-8.
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _flipped(digest: str) -> bool:
+def row_flipped(digest: str) -> bool:
     """Return whether the row's second option becomes canonical a: one bit of its digest, half of the rows."""
     return int(digest[-1], 16) % 2 == 1
 
