@@ -228,8 +228,8 @@ def check_mdpo(dataset, folder) -> None:
         assert row["img_path"] == row["images"][0] and (folder / row["img_path"]).is_file()
         assert row["prompt"] == (
             "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-            f"detailed, and polite answers to the user's questions. USER: <image>\n{user_message(row['prompt_messages'])}"
-            " ASSISTANT:"
+            "detailed, and polite answers to the user's questions. USER: <image>\n"
+            f"{user_message(row['prompt_messages'])} ASSISTANT:"
         )
         assert (row["chosen"], row["rejected"]) == (
             row["chosen_messages"][0]["content"][0]["text"], row["rejected_messages"][0]["content"][0]["text"]
