@@ -71,8 +71,18 @@ class ModelRunAdmin(admin.ModelAdmin):
 class ExportSnapshotAdmin(admin.ModelAdmin):
     """Read-only: a snapshot is immutable once written (API.md); staff may look at one or delete it."""
 
-    list_display = ["id", "campaign", "format", "status", "rows", "size_bytes", "created_by", "finished_at"]
-    list_filter = ["status", "format", "campaign"]
+    list_display = [
+        "id",
+        "campaign",
+        "format",
+        "container",
+        "status",
+        "rows",
+        "size_bytes",
+        "created_by",
+        "finished_at",
+    ]
+    list_filter = ["status", "format", "container", "campaign"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

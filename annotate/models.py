@@ -466,9 +466,14 @@ class ExportSnapshot(Job):
         KTO = "kto", "kto (unpaired)"
         ANNOTATIONS = "annotations", "annotations (raw labels)"
 
+    class Container(models.TextChoices):
+        JSONL = "jsonl", "JSON Lines (a .zip with the images, or a bare .jsonl)"
+        PARQUET = "parquet", "Parquet with embedded images (a Hugging Face dataset repository in a .zip)"
+
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="exports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     format = models.CharField(max_length=20, choices=Format.choices)
+    container = models.CharField(max_length=10, choices=Container.choices, default=Container.JSONL)
     filters = models.JSONField(default=dict, blank=True)
     rows = models.PositiveIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True)

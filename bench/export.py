@@ -1,4 +1,5 @@
-"""Export throughput and memory: `annotations` and `reward` snapshots of 100k and 1M annotations.
+"""Export throughput and memory: `annotations` and `reward` snapshots of 100k and 1M annotations, as JSON Lines
+and as Parquet.
 
 Run with `.venv/bin/python bench/export.py [--sizes 100000 1000000] [--quick]`. It prints one JSON
 document on stdout (progress on stderr) and writes it to bench/out/export.json.
@@ -9,13 +10,15 @@ What it does, top to bottom:
 2. per size N, one campaign seeded with COPY (`annotate.bulk.rows_insert`): N/3 items, two responses and one
    pair each, 3 labels per pair from 50 annotators (an assignment and an annotation per label), items
    sharing a handful of small PNGs (the zip copies each image once); the seeding seconds are reported apart;
-3. per format, a snapshot asked for through `export_snapshot_create` (the broker is kombu's in-memory
-   transport, so the message goes nowhere) and written by `export_snapshot_run`, the function the Celery
-   task calls, in a fresh child interpreter: the child's peak RSS (`os.wait4`'s ru_maxrss) is that of the
+3. per format and container (`jsonl`, `parquet`: images embedded in every row), a snapshot asked for
+   through `export_snapshot_create` (the broker is kombu's in-memory transport, so the message goes
+   nowhere) and written by `export_snapshot_run`, the function the Celery task calls, in a fresh child
+   interpreter: the child's peak RSS (`os.wait4`'s ru_maxrss) is that of the
    export alone, next to two baselines: a child that only sets Django up, and one that also imports what
    the export loads (numpy, scipy, torch through `workers.training`), as a warm worker has;
-4. `ratios` compare the largest size with the smallest, per format; the goal "memory must not grow with row
-   count" is met when the peak RSS at the largest size is at most GOAL_RSS_RATIO times that at the smallest.
+4. `ratios` compare the largest size with the smallest, per format and container; the goal "memory must
+   not grow with row count" is met when the peak RSS at the largest size is at most GOAL_RSS_RATIO times
+   that at the smallest.
 
 Timings are wall-clock on a shared machine; compare the ratios of one run, not figures across runs.
 """
@@ -49,6 +52,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/rewardlab"
 DEFAULT_SIZES = (100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)
 DEFAULT_FORMATS = ("annotations", "reward")
+DEFAULT_CONTAINERS = ("jsonl", "parquet")
 LABELS_PER_PAIR = 3
 ANNOTATORS = 50
 IMAGES = 6  # distinct PNGs, each shown by many items
@@ -72,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="annotations per campaign")
     parser.add_argument("--formats", nargs="+", default=list(DEFAULT_FORMATS), help="export formats to write")
+    parser.add_argument(
+        "--containers", nargs="+", default=list(DEFAULT_CONTAINERS), help="containers to write each format in"
+    )
     parser.add_argument("--quick", action="store_true", help=f"smoke run: sizes {' and '.join(map(str, QUICK_SIZES))}")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--out", type=Path, default=OUT / "export.json")
@@ -311,7 +318,7 @@ def seed_campaign(*, index: int, annotations: int, annotators: list[int], images
 # Exports
 
 
-def export_once(*, seeded: Seeded, fmt: str, env: dict[str, str], baseline_mib: float) -> dict:
+def export_once(*, seeded: Seeded, fmt: str, container: str, env: dict[str, str], baseline_mib: float) -> dict:
     """Ask for a snapshot through the service, write it in a child as a worker would; return its figures."""
     from django.core.files.storage import default_storage
 
@@ -319,7 +326,9 @@ def export_once(*, seeded: Seeded, fmt: str, env: dict[str, str], baseline_mib: 
     from annotate.services.exports import export_snapshot_create
 
     campaign = Campaign.objects.get(pk=seeded.campaign_id)
-    snapshot = export_snapshot_create(campaign=campaign, format=fmt, filters={}, created_by=campaign.created_by)
+    snapshot = export_snapshot_create(
+        campaign=campaign, format=fmt, filters={}, container=container, created_by=campaign.created_by
+    )
     child = run_child("run", env, snapshot.pk)
     snapshot = ExportSnapshot.objects.get(pk=snapshot.pk)
     if snapshot.status != ExportSnapshot.Status.SUCCEEDED:
@@ -328,6 +337,7 @@ def export_once(*, seeded: Seeded, fmt: str, env: dict[str, str], baseline_mib: 
     seconds = child["seconds"]
     return {
         "format": fmt,
+        "container": container,
         "rows": snapshot.rows,
         "seconds": round(seconds, 2),
         "rows_per_s": round(snapshot.rows / seconds),
@@ -345,17 +355,21 @@ def ratio(a: float, b: float) -> float | None:
     return round(b / a, 3) if a else None
 
 
-def summarise(sizes: list[dict], formats: list[str]) -> tuple[dict, list[dict]]:
-    """Return the largest size over the smallest, per format, and the goal on peak RSS."""
+def run_name(run: dict) -> str:
+    """Name an export run as the snapshot's file does: `reward`, `reward-parquet`."""
+    return run["format"] if run["container"] == "jsonl" else f"{run['format']}-{run['container']}"
+
+
+def summarise(sizes: list[dict]) -> tuple[dict, list[dict]]:
+    """Return the largest size over the smallest, per format and container, and the goal on peak RSS."""
     small, large = sizes[0], sizes[-1]
     key = f"{large['annotations']}_over_{small['annotations']}"
     ratios, worst = {}, 0.0
-    for fmt in formats:
-        a = next(run for run in small["exports"] if run["format"] == fmt)
-        b = next(run for run in large["exports"] if run["format"] == fmt)
+    for a in small["exports"]:
+        b = next(run for run in large["exports"] if run_name(run) == run_name(a))
         rss = ratio(a["peak_rss_mib"], b["peak_rss_mib"])
         worst = max(worst, rss or 0.0)
-        ratios[fmt] = {
+        ratios[run_name(a)] = {
             f"rows_{key}": ratio(a["rows"], b["rows"]),
             f"rows_per_s_{key}": ratio(a["rows_per_s"], b["rows_per_s"]),
             f"peak_rss_{key}": rss,
@@ -363,7 +377,7 @@ def summarise(sizes: list[dict], formats: list[str]) -> tuple[dict, list[dict]]:
         }
     goal = {
         "goal": "memory must not grow with row count",
-        "rule": f"per format, peak RSS of the exporting process at {large['annotations']} annotations "
+        "rule": f"per format and container, peak RSS of the exporting process at {large['annotations']} annotations "
         f"<= {GOAL_RSS_RATIO} x at {small['annotations']}",
         "worst_ratio": worst,
         "met": len(sizes) > 1 and worst <= GOAL_RSS_RATIO,
@@ -421,11 +435,19 @@ def main(argv: list[str] | None = None) -> dict | None:
             log(f"{size} annotations: seeded {seeded.pairs} pairs in {seeded.seconds:.1f} s")
             exports = []
             for fmt in args.formats:
-                run = export_once(
-                    seeded=seeded, fmt=fmt, env=env, baseline_mib=baseline["django_and_export_modules_mib"]
-                )
-                log(f"{size} annotations, {fmt}: {run['rows']} rows in {run['seconds']} s, {run['peak_rss_mib']} MiB")
-                exports.append(run)
+                for container in args.containers:
+                    run = export_once(
+                        seeded=seeded,
+                        fmt=fmt,
+                        container=container,
+                        env=env,
+                        baseline_mib=baseline["django_and_export_modules_mib"],
+                    )
+                    log(
+                        f"{size} annotations, {run_name(run)}: {run['rows']} rows in {run['seconds']} s, "
+                        f"{run['peak_rss_mib']} MiB"
+                    )
+                    exports.append(run)
             sizes.append(
                 {
                     "annotations": seeded.annotations,
@@ -436,7 +458,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    ratios, goals = summarise(sizes, args.formats)
+    ratios, goals = summarise(sizes)
     result = {
         "bench": "export",
         "machine": machine | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},

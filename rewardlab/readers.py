@@ -40,7 +40,7 @@ from rewardlab.package.package import (
     item_files,
     open_package,
 )
-from rewardlab.package.public import LLAVA_RLHF, RLAIF_V, VL_REWARDBENCH
+from rewardlab.package.public import LLAVA_RLHF, RLAIF_V, VL_REWARDBENCH, trl_texts
 
 Layout = Literal["package", "reward", "annotations"]
 
@@ -342,7 +342,7 @@ def _add_export_rows(builder: _Builder, export: _ExportFile, fp: IO[bytes]) -> N
 
 def _add_reward_row(builder: _Builder, row: _Row) -> None:
     """Add one labeled pair: canonical a/b from `pair` and the ids, else a = chosen and b = rejected."""
-    prompt, chosen, rejected = (row.text(key, empty=True) for key in ("prompt", "chosen", "rejected"))
+    prompt, chosen, rejected = row.trl_texts()
     image = row.image(row.first_image())
     if any(key in row.data for key in IDENTITY_KEYS):
         external_id, (a_id, b_id), answer = row.text("external_id"), row.pair_ids(), row.rejected_side()
@@ -391,6 +391,13 @@ class _Row:
         if not isinstance(value, str) or not (empty or value):
             raise self.error(f"{key}: expected {'a' if empty else 'a non-empty'} string, got {show_value(value)}")
         return value
+
+    def trl_texts(self) -> tuple[str, str, str]:
+        """Return the question, chosen and rejected text: strings, or TRL messages as a `reward` export has them."""
+        try:
+            return trl_texts(self.data)
+        except LineError as exc:
+            raise self.error(str(exc)) from exc
 
     def mapping(self, key: str) -> dict[str, Any]:
         """Return an optional object; null counts as absent, as exporters often write null for none."""

@@ -198,13 +198,13 @@ def test_each_format_loads_with_datasets(pairs, campaign, fmt, tmp_path):
 
 
 def check_reward(dataset, folder) -> None:
-    """RewardTrainer reads `chosen`, `rejected` and the explicit `prompt` as text, and a float `margin`."""
-    row = dataset[0]
-    assert all(isinstance(row[key], str) for key in ("prompt", "chosen", "rejected"))
+    """RewardTrainer reads conversational `prompt`, `chosen`, `rejected` (text messages) and a float `margin`."""
     assert all(isinstance(margin, float) for margin in dataset["margin"])
     by_id = {(r["external_id"], tuple(r["pair"])): r for r in dataset}
     agreed = by_id[("scene-a", ("r0", "r1"))]
-    assert (agreed["chosen"], agreed["rejected"], agreed["chosen_id"]) == ("Two cups.", "Three cups.", "r0")
+    assert agreed["prompt"] == [{"role": "user", "content": "What is in scene-a?"}]
+    assert agreed["chosen"] == [{"role": "assistant", "content": "Two cups."}]
+    assert agreed["rejected"] == [{"role": "assistant", "content": "Three cups."}] and agreed["chosen_id"] == "r0"
     assert (agreed["strength"], agreed["margin"], agreed["n_labels"], agreed["agreement"]) == (3, 0.6667, 2, 1.0)
     assert agreed["facts"] == {"answer": "two"} and agreed["p_a_better"] is None and agreed["weight"] == 1.0
 
@@ -219,8 +219,21 @@ def check_trl_dpo(dataset, folder) -> None:
 
 
 def check_mdpo(dataset, folder) -> None:
-    check_trl_dpo(dataset, folder)
+    """mDPO's collator reads `img_path` and strings; TRL's messages stay beside them as `*_messages`."""
+    messages = dataset.remove_columns(["prompt", "chosen", "rejected"]).rename_columns(
+        {"prompt_messages": "prompt", "chosen_messages": "chosen", "rejected_messages": "rejected"}
+    )
+    check_trl_dpo(messages, folder)
     for row in dataset:
+        assert row["img_path"] == row["images"][0] and (folder / row["img_path"]).is_file()
+        assert row["prompt"] == (
+            "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+            "detailed, and polite answers to the user's questions. USER: <image>\n"
+            f"{user_message(row['prompt_messages'])} ASSISTANT:"
+        )
+        assert (row["chosen"], row["rejected"]) == (
+            row["chosen_messages"][0]["content"][0]["text"], row["rejected_messages"][0]["content"][0]["text"]
+        )  # fmt: skip
         (original,), (corrupted,) = row["images"], row["corrupted_images"]
         with PILImage.open(folder / original) as whole, PILImage.open(folder / corrupted) as crop:
             assert whole.size == crop.size and whole.tobytes() != crop.tobytes()
@@ -299,7 +312,7 @@ def test_filters_change_the_rows_as_asked(pairs, campaign):
     with_priors = export(campaign, "reward", labels="with_priors")
     assert pair_names(pairs, with_priors) == everything | {"prior"}
     prior = next(row for row in rows_of(with_priors) if row["external_id"] == "scene-prior")
-    assert (prior["label_source"], prior["weight"], prior["rejected"]) == ("prior", 0.4, "prior two.")
+    assert (prior["label_source"], prior["weight"], prior["rejected"][0]["content"]) == ("prior", 0.4, "prior two.")
     gold = next(row for row in rows_of(default) if row["external_id"] == "scene-gold")
     assert (gold["label_source"], gold["rejected_id"], gold["strength"]) == ("gold", "r0", 3)
 

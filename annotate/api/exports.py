@@ -72,7 +72,7 @@ class ExportSnapshotOutput(serializers.ModelSerializer):
     class Meta:
         model = ExportSnapshot
         fields = [
-            "id", "campaign", "format", "filters", "status", "progress", "rows", "sha256", "size_bytes",
+            "id", "campaign", "format", "container", "filters", "status", "progress", "rows", "sha256", "size_bytes",
             "model_run", "campaign_settings", "cutoff", "code_version", "error", "attempts", "created_by",
             "created_at", "finished_at", "download_url",
         ]  # fmt: skip
@@ -104,6 +104,15 @@ class CampaignExportsApi(APIView):
     class InputSerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=ExportSnapshot.Format.choices)
         filters = ExportFiltersInput(required=False)
+        container = serializers.ChoiceField(
+            choices=ExportSnapshot.Container.choices,
+            default=ExportSnapshot.Container.JSONL,
+            help_text="jsonl: a .zip of JSONL and images (a bare .jsonl without images); parquet: a .zip laid out "
+            "as a Hugging Face dataset repository, images embedded.",
+            error_messages={
+                "invalid_choice": f"Expected one of {', '.join(ExportSnapshot.Container.values)}, got {{input!r}}."
+            },
+        )
 
     @extend_schema(responses={200: ExportSnapshotOutput(many=True)}, operation_id="campaign_exports_list")
     def get(self, request, campaign_id: int):
@@ -122,7 +131,11 @@ class CampaignExportsApi(APIView):
             raise ValidationError(_flat_errors(serializer.errors))
         data = serializer.validated_data
         snapshot = export_snapshot_create(
-            campaign=campaign, format=data["format"], filters=dict(data.get("filters", {})), created_by=request.user
+            campaign=campaign,
+            format=data["format"],
+            filters=dict(data.get("filters", {})),
+            container=data["container"],
+            created_by=request.user,
         )
         return Response(ExportSnapshotOutput(snapshot).data, status=status.HTTP_202_ACCEPTED)
 

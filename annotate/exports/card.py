@@ -55,8 +55,8 @@ def _counts(counter: Counter) -> str:
     return ", ".join(f"{key}: {count}" for key, count in sorted(counter.items(), key=str)) or "none"
 
 
-def _files(fmt: Format, files: dict[str, str], summary: Summary) -> list[str]:
-    lines = [f"- `{name}`: {summary.rows[split]} rows ({split} split)" for split, name in files.items()]
+def _files(fmt: Format, files: dict[str, list[str]], summary: Summary) -> list[str]:
+    lines = [f"- `{names[0]}`: {summary.rows[split]} rows ({split} split)" for split, names in files.items()]
     lines.append(f"- `images/`: {summary.images} images, each stored once and named by its SHA-256")
     if fmt.corrupted:
         lines.append(f"- `corrupted/`: {summary.corrupted} corrupted images, one per row (`corrupted_images`)")
@@ -65,8 +65,20 @@ def _files(fmt: Format, files: dict[str, str], summary: Summary) -> list[str]:
     return lines
 
 
-def _loading(files: dict[str, str]) -> list[str]:
-    data_files = ", ".join(f'"{split}": "{name}"' for split, name in files.items())
+def _parquet_files(files: dict[str, list[str]], summary: Summary, *, images: bool) -> list[str]:
+    lines = [
+        f"- `data/{split}-*.parquet`: {summary.rows[split]} rows in {len(names)} shard(s) ({split} split)"
+        for split, names in files.items()
+    ]
+    if images:
+        lines.append('- images are in the rows, as `Image` features (`{"bytes", "path"}`): no image files')
+    else:
+        lines.append("- exported without images: image columns hold the image's path in the campaign's snapshots")
+    return lines
+
+
+def _loading(files: dict[str, list[str]]) -> list[str]:
+    data_files = ", ".join(f'"{split}": "{names[0]}"' for split, names in files.items())
     return [
         "```python",
         "from datasets import load_dataset",
@@ -76,9 +88,51 @@ def _loading(files: dict[str, str]) -> list[str]:
     ]
 
 
-def render(snapshot: ExportSnapshot, summary: Summary, files: dict[str, str]) -> str:
-    """Return the README.md of a snapshot whose rows and images are written."""
+def _parquet_loading(columns: dict[str, str]) -> list[str]:
+    json_text = [f"`{name}`" for name in ("facts", "meta", "spans") if name in columns]
+    return [
+        "```python",
+        "from datasets import load_dataset",
+        'dataset = load_dataset("path/to/this/folder")  # the folder this README.md is in, from any directory',
+        "```",
+        "The YAML header above names the splits and features; image columns decode to PIL images. "
+        f"In Parquet {', '.join(json_text)} are JSON text (`json.loads`): their keys vary from row to row.",
+        "The folder is laid out as a Hugging Face dataset repository and can be uploaded to the Hub as it is.",
+    ]
+
+
+# What each trainer reads of a format, and what it leaves.
+USAGE = {
+    "reward": [
+        "TRL's `RewardTrainer` reads `prompt`, `chosen` and `rejected`, conversational: it applies the model's "
+        "chat template, which separates the question from the answer, and `margin`, which it subtracts in its "
+        "Bradley–Terry loss. It ignores `weight` (weigh the loss yourself to use it), `images` (its model reads "
+        "text only) and every other column.",
+    ],
+    "mdpo": [
+        "mDPO's code (luka-group/mDPO) reads `img_path`, `prompt` (Bunny template), `chosen` and `rejected`; "
+        "it opens `img_path` relative to the working directory, so run it in this folder. A DPO trainer built "
+        'on TRL reads the messages instead: `dataset.remove_columns(["prompt", "chosen", "rejected"])'
+        '.rename_columns({"prompt_messages": "prompt", "chosen_messages": "chosen", '
+        '"rejected_messages": "rejected"})`.',
+    ],
+}
+
+
+def _usage(fmt: Format) -> list[str]:
+    if fmt.name not in USAGE:
+        return []
+    return ["## Training", *USAGE[fmt.name], ""]
+
+
+def render(snapshot: ExportSnapshot, summary: Summary, files: dict[str, list[str]]) -> str:
+    """Return the README.md of a snapshot whose rows and images are written (`files`: split -> its files)."""
     fmt = FORMATS[snapshot.format]
+    if snapshot.container == ExportSnapshot.Container.PARQUET:
+        listed = _parquet_files(files, summary, images=snapshot.filters.get("images", True))
+        loading = _parquet_loading(fmt.columns)
+    else:
+        listed, loading = _files(fmt, files, summary), _loading(files)
     settings = snapshot.campaign_settings
     margins = settings.get("margins", [])
     mean_agreement = summary.agreement_total / summary.pairs if summary.pairs else None
@@ -92,11 +146,12 @@ def render(snapshot: ExportSnapshot, summary: Summary, files: dict[str, str]) ->
         f"{snapshot.code_version}.",
         "",
         "## Files",
-        *_files(fmt, files, summary),
+        *listed,
         "",
         "## Loading",
-        *_loading(files),
+        *loading,
         "",
+        *_usage(fmt),
         "## Fields",
         "| column | meaning |",
         "| --- | --- |",

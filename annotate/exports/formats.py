@@ -10,7 +10,11 @@ become paired rows: chosen is the less hallucinated response, rejected the more 
 Column names follow what the tools read (checked against their sources):
 - TRL (`RewardTrainer`, `DPOTrainer`, `KTOTrainer`): `prompt`, `chosen`, `rejected`, optional `margin`
   (RewardTrainer's collator), `images`; unpaired `prompt`, `completion`, `label`. Conversational messages
-  are `{"role", "content": [{"type": "image"} | {"type": "text", "text"}]}`, as trl-lib/rlaif-v.
+  are `{"role", "content": [{"type": "image"} | {"type": "text", "text"}]}`, as trl-lib/rlaif-v. `reward`
+  is conversational with text content: RewardTrainer (1.16) concatenates an explicit prompt and answer,
+  which only TRL's conversational layout (or a completion carrying its own separator) makes readable.
+- mDPO (luka-group/mDPO, bunny/data_collator_bunny_phi.py): `prompt` (a Bunny-template string with
+  `<image>`), `chosen`, `rejected` (strings) and `img_path` (opened relative to the working directory).
 - LLaMA-Factory (data/README.md, "Sharegpt Format", preference + multimodal image dataset):
   `conversations` of `{"from", "value"}` with one `<image>` token per image, `chosen`/`rejected` messages,
   `images`, registered in `dataset_info.json` with `formatting: sharegpt` and `ranking: true`.
@@ -27,6 +31,11 @@ from annotate.exports.rows import SCORE_FIELDS, AnnotationRow, PairRow
 
 IMAGE_TOKEN = "<image>"  # LLaVA's and LLaMA-Factory's placeholder, one per image
 CORRUPTED_DIR = "corrupted"
+# mDPO's Bunny conversation template (luka-group/mDPO, bunny/bunny_utils/conversation.py, conv_bunny).
+BUNNY_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
 PAIRED_SIDES = ("a", "b")
 
 
@@ -112,8 +121,19 @@ def corrupted_name(row: PairRow) -> str:
 
 
 def reward_rows(row: PairRow) -> list[dict]:
+    """Return TRL's conversational preference row, text only: RewardTrainer's model reads no image.
+
+    Conversational, not standard: TRL joins an explicit prompt and its answer by plain concatenation
+    (`prompt + chosen`), so plain strings ran "...square?The square is orange." together; messages go
+    through the model's chat template, which puts the roles and separators the model was tuned with.
+    """
     chosen, rejected = _sides(row)
-    own = {"prompt": row.item.prompt, "chosen": chosen.text, "rejected": rejected.text, "images": [row.item.image]}
+    own = {
+        "prompt": [{"role": "user", "content": row.item.prompt}],
+        "chosen": [{"role": "assistant", "content": chosen.text}],
+        "rejected": [{"role": "assistant", "content": rejected.text}],
+        "images": [row.item.image],
+    }
     return [{**own, **_paired_extra(row)}]
 
 
@@ -128,8 +148,30 @@ def trl_dpo_rows(row: PairRow) -> list[dict]:
     return [{**own, **_paired_extra(row)}]
 
 
+def bunny_prompt(question: str) -> str:
+    """Return the question in the Bunny template mDPO trains with (its conv_bunny, one `<image>` first)."""
+    return f"{BUNNY_SYSTEM} USER: {IMAGE_TOKEN}\n{_plain_prompt(question)} ASSISTANT:"
+
+
 def mdpo_rows(row: PairRow) -> list[dict]:
-    return [{**trl_dpo_rows(row)[0], "corrupted_images": [corrupted_name(row)]}]
+    """Return mDPO's own row (`img_path`, Bunny `prompt`, string answers), TRL's messages beside it.
+
+    mDPO's collator reads `prompt`, `chosen`, `rejected` as strings and opens `img_path`; TRL's message
+    lists, which those names held before, are kept as `*_messages` for a DPO trainer built on TRL.
+    """
+    chosen, rejected = _sides(row)
+    own = {
+        "img_path": row.item.image,
+        "prompt": bunny_prompt(row.item.prompt),
+        "chosen": chosen.text,
+        "rejected": rejected.text,
+        "images": [row.item.image],
+        "corrupted_images": [corrupted_name(row)],
+        "prompt_messages": user_turn(row.item.prompt),
+        "chosen_messages": assistant_turn(chosen.text),
+        "rejected_messages": assistant_turn(rejected.text),
+    }
+    return [{**own, **_paired_extra(row)}]
 
 
 def llamafactory_rows(row: PairRow) -> list[dict]:
@@ -217,11 +259,13 @@ FORMATS: dict[str, Format] = {
         "reward",
         reward_rows,
         {
-            "prompt": "the question (text)",
-            "chosen": "the less hallucinated answer (text)",
-            "rejected": "the more hallucinated answer (text)",
-            "images": "the image's path in the snapshot, one per row",
+            "prompt": 'the question: [{"role": "user", "content": text}] (TRL reads it)',
+            "chosen": 'the less hallucinated answer: [{"role": "assistant", "content": text}] (TRL reads it)',
+            "rejected": 'the more hallucinated answer: [{"role": "assistant", "content": text}] (TRL reads it)',
+            "images": "the image's path in the snapshot, one per row (TRL's RewardTrainer ignores it: text only)",
             **PAIRED_EXTRA,
+            "margin": f"{PAIRED_EXTRA['margin']} (TRL's RewardTrainer subtracts it in its loss)",
+            "weight": f"{PAIRED_EXTRA['weight']} (TRL's RewardTrainer ignores it)",
         },
     ),
     "trl-dpo": Format("trl-dpo", trl_dpo_rows, {**_TRL_PREFERENCE, **PAIRED_EXTRA}),
@@ -229,9 +273,16 @@ FORMATS: dict[str, Format] = {
         "mdpo",
         mdpo_rows,
         {
-            **_TRL_PREFERENCE,
-            **PAIRED_EXTRA,
+            "img_path": "the image's path in the snapshot, which mDPO's collator opens (run it in this folder)",
+            "prompt": "the question in mDPO's Bunny template: system, USER: <image>\\n question, ASSISTANT:",
+            "chosen": "the less hallucinated answer (text)",
+            "rejected": "the more hallucinated answer (text)",
+            "images": "the image's path in the snapshot, one per row",
             "corrupted_images": "mDPO's corrupted image (a seeded random crop of 1-20% of the area, resized back)",
+            "prompt_messages": "TRL's conversational prompt: a user message with the image and the text",
+            "chosen_messages": "chosen as an assistant message (TRL)",
+            "rejected_messages": "rejected as an assistant message (TRL)",
+            **PAIRED_EXTRA,
         },
         corrupted=True,
     ),

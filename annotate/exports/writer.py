@@ -91,16 +91,20 @@ class SnapshotWriter:
         files = {}
         for split in [split for split in SPLIT_ORDER if split in self._splits]:
             name = f"{split}.jsonl"
-            staged = self._splits.pop(split)
-            info = zipfile.ZipInfo(name, date_time=self.date_time)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.file_size = staged.tell()  # lets zipfile switch to ZIP64 past 2 GiB
-            staged.seek(0)
-            with staged, self._zip.open(info, "w") as member:
-                shutil.copyfileobj(staged, member, COPY_CHUNK)
-            self._members.add(name)
+            with self._splits.pop(split) as staged:
+                self.add_staged(name, staged, compress_type=zipfile.ZIP_DEFLATED)
             files[split] = name
         return files
+
+    def add_staged(self, name: str, staged: IO[bytes], *, compress_type: int) -> None:
+        """Copy a staged file, written up to its current position, into the zip as member `name`."""
+        info = zipfile.ZipInfo(name, date_time=self.date_time)
+        info.compress_type = compress_type
+        info.file_size = staged.tell()  # lets zipfile switch to ZIP64 past 2 GiB
+        staged.seek(0)
+        with self._zip.open(info, "w") as member:
+            shutil.copyfileobj(staged, member, COPY_CHUNK)
+        self._members.add(name)
 
     def close(self) -> None:
         for staged in self._splits.values():

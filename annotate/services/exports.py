@@ -18,13 +18,14 @@ puts the snapshot back in the queue for its task to retry (`may_retry`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -36,9 +37,11 @@ from django.db.models import Max, QuerySet
 from annotate import access, clock
 from annotate.exceptions import TRANSIENT_DB_ERRORS, ApplicationError, ConflictError, NotFoundError
 from annotate.exports.card import Summary, render
+from annotate.exports.features import features_of, row_encoder
 from annotate.exports.filters import ExportFilters
 from annotate.exports.formats import FORMATS, Format, corrupted_name, dataset_info, keeps
 from annotate.exports.labels import Verdicts
+from annotate.exports.parquet import ParquetSnapshotWriter
 from annotate.exports.rows import Cutoff, PairRow, Spec, annotation_rows, pair_rows, verdicts_at
 from annotate.exports.writer import SnapshotWriter, file_sha256
 from annotate.models import Annotation, Campaign, ExportSnapshot, Pair, PairScore, PriorLabel
@@ -64,6 +67,7 @@ EXPORT_DIR = "exports"
 PROGRESS_WRITING = 0.99
 CODE_VERSION_ENV = "REWARDLAB_CODE_VERSION"  # e.g. the git commit, set when the image is built
 MEDIA_TYPES = {".zip": "application/zip", ".jsonl": "application/x-ndjson"}
+IMAGE_CACHE = 16  # image files a Parquet export keeps read, for the rows that show one again soon
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +80,15 @@ def code_version() -> str:
         version = "unknown"
     commit = os.environ.get(CODE_VERSION_ENV, "").strip()
     return f"{version}+{commit}" if commit else version
+
+
+def export_container_parse(container: str) -> str:
+    """Return the snapshot's container; raise ApplicationError listing the containers otherwise."""
+    choices = ExportSnapshot.Container.values
+    if container not in choices:
+        message = f"Expected one of {', '.join(choices)}, got {container!r}."
+        raise ApplicationError(message, extra={"fields": {"container": message}})
+    return container
 
 
 def export_filters_parse(*, format: str, filters: dict) -> ExportFilters:
@@ -124,15 +137,22 @@ def _campaign_settings(campaign: Campaign) -> dict:
 
 
 def export_snapshot_create(
-    *, campaign: Campaign, format: str, filters: dict, created_by: AbstractBaseUser
+    *,
+    campaign: Campaign,
+    format: str,
+    filters: dict,
+    created_by: AbstractBaseUser,
+    container: str = ExportSnapshot.Container.JSONL,
 ) -> ExportSnapshot:
     """Record a snapshot of the campaign as it is now and queue its writing; the request returns at once."""
     parsed = export_filters_parse(format=format, filters=filters)
+    container = export_container_parse(container)
     with transaction.atomic():
         snapshot = ExportSnapshot.objects.create(
             campaign=campaign,
             created_by=created_by,
             format=format,
+            container=container,
             filters=parsed.as_json(),
             model_run_id=campaign.active_model_id,
             campaign_settings=_campaign_settings(campaign),
@@ -168,7 +188,14 @@ def export_snapshot_file(snapshot: ExportSnapshot) -> Path:
 
 
 def download_name(snapshot: ExportSnapshot) -> str:
-    return f"rewardlab-c{snapshot.campaign_id}-snapshot{snapshot.pk}-{snapshot.format}{Path(snapshot.file.name).suffix}"
+    return f"rewardlab-c{snapshot.campaign_id}-snapshot{snapshot.pk}-{_kind(snapshot)}{Path(snapshot.file.name).suffix}"
+
+
+def _kind(snapshot: ExportSnapshot) -> str:
+    """Name the format, and the container when it is not the default: `reward`, `reward-parquet`."""
+    if snapshot.container == ExportSnapshot.Container.JSONL:
+        return snapshot.format
+    return f"{snapshot.format}-{snapshot.container}"
 
 
 def media_type(snapshot: ExportSnapshot) -> str:
@@ -254,7 +281,7 @@ def _spec(snapshot: ExportSnapshot) -> Spec:
 
 
 def _file_name(snapshot: ExportSnapshot, suffix: str) -> str:
-    return f"{EXPORT_DIR}/campaign-{snapshot.campaign_id}/snapshot-{snapshot.pk}-{snapshot.format}{suffix}"
+    return f"{EXPORT_DIR}/campaign-{snapshot.campaign_id}/snapshot-{snapshot.pk}-{_kind(snapshot)}{suffix}"
 
 
 def _work_delete(snapshot: ExportSnapshot) -> None:
@@ -277,7 +304,8 @@ def _write(snapshot: ExportSnapshot) -> dict:
         alpha_choice=campaign_alpha(verdicts.human.sample, level="nominal", scale=scale),
         alpha_strength=campaign_alpha(verdicts.human.sample, level="ordinal", scale=scale),
     )
-    name = _file_name(snapshot, ".zip" if spec.filters.images else ".jsonl")
+    parquet = snapshot.container == ExportSnapshot.Container.PARQUET
+    name = _file_name(snapshot, ".zip" if spec.filters.images or parquet else ".jsonl")
     target = Path(default_storage.path(name))
     target.parent.mkdir(parents=True, exist_ok=True)
     # One folder per write holds the temp file and the writer's staging, so one delete clears it whatever stops it.
@@ -285,13 +313,14 @@ def _write(snapshot: ExportSnapshot) -> dict:
     work.mkdir()
     try:
         temp = work / target.name
-        with SnapshotWriter(temp, packed=spec.filters.images, timestamp=snapshot.created_at) as writer:
-            for split, line in _lines(
-                fmt, spec, verdicts, writer, summary, Throttled(job_progress(snapshot, most=PROGRESS_WRITING))
-            ):
+        progress = Throttled(job_progress(snapshot, most=PROGRESS_WRITING))
+        with _writer(temp, snapshot, fmt, spec) as writer:
+            for split, line in _lines(fmt, spec, verdicts, writer, summary, progress):
                 writer.add_row(split, line)
                 summary.rows[split] += 1
-            if writer.packed:
+            if isinstance(writer, ParquetSnapshotWriter):
+                _add_hub_card(writer, snapshot, summary)
+            elif writer.packed:
                 _add_card(writer, snapshot, fmt, summary)
         os.replace(temp, target)
     finally:
@@ -299,10 +328,69 @@ def _write(snapshot: ExportSnapshot) -> dict:
     return {"file": name, "rows": writer.rows, "sha256": file_sha256(target), "size_bytes": target.stat().st_size}
 
 
+def _writer(path: Path, snapshot: ExportSnapshot, fmt: Format, spec: Spec) -> SnapshotWriter:
+    if snapshot.container == ExportSnapshot.Container.PARQUET:
+        features = features_of(fmt, images=spec.filters.images)
+        return ParquetSnapshotWriter(path, features=features, timestamp=snapshot.created_at)
+    return SnapshotWriter(path, packed=spec.filters.images, timestamp=snapshot.created_at)
+
+
 def _lines(
     fmt: Format, spec: Spec, verdicts: Verdicts, writer: SnapshotWriter, summary: Summary, progress: ProgressCallback
 ) -> Iterator[tuple[str, dict]]:
+    """Yield (split, row) of the format: with its images embedded for Parquet, else adding them to the zip."""
+    if isinstance(writer, ParquetSnapshotWriter):
+        return _embedded_lines(fmt, spec, verdicts, writer, summary, progress)
+    return _plain_lines(fmt, spec, verdicts, writer, summary, progress)
+
+
+def _plain_lines(
+    fmt: Format, spec: Spec, verdicts: Verdicts, writer: SnapshotWriter, summary: Summary, progress: ProgressCallback
+) -> Iterator[tuple[str, dict]]:
     """Yield (split, row) of the format, adding each row's images to the zip as it goes by."""
+    for row in _kept(fmt, spec, verdicts, summary, progress):
+        if writer.packed:
+            _add_images(writer, fmt, row, summary)
+        for line in fmt.to_rows(row):
+            yield row.item.split, line
+
+
+def _embedded_lines(
+    fmt: Format,
+    spec: Spec,
+    verdicts: Verdicts,
+    writer: ParquetSnapshotWriter,
+    summary: Summary,
+    progress: ProgressCallback,
+) -> Iterator[tuple[str, dict]]:
+    """Yield (split, row) of the format with its image files embedded (paths only, without images)."""
+    encode = row_encoder(writer.features)
+    # Consecutive rows often show one image (an item's pairs, its labels): a few files are kept, not all.
+    read = functools.lru_cache(maxsize=IMAGE_CACHE)(_read_image)
+    for row in _kept(fmt, spec, verdicts, summary, progress):
+        files = _row_files(fmt, row, read) if spec.filters.images else {}
+        for line in fmt.to_rows(row):
+            yield row.item.split, encode(line, files)
+
+
+def _read_image(name: str) -> bytes:
+    with default_storage.open(name, "rb") as fp:
+        return fp.read()
+
+
+def _row_files(fmt: Format, row: PairRow, read: Callable[[str], bytes]) -> dict[str, bytes]:
+    """Return the files the row names by their snapshot path: its image, and mDPO's corrupted copy."""
+    data = read(row.item.image_file)
+    files = {row.item.image: data}
+    if fmt.corrupted:
+        files[corrupted_name(row)] = corrupt_image_bytes(data, seed=corruption_seed(row))
+    return files
+
+
+def _kept(
+    fmt: Format, spec: Spec, verdicts: Verdicts, summary: Summary, progress: ProgressCallback
+) -> Iterator[PairRow]:
+    """Yield the rows the format keeps (pairs, or annotations), counting pairs and what is left out."""
     if fmt.per_annotation:
         rows = annotation_rows(spec, verdicts, skipped=summary.skipped, on_progress=progress)
     else:
@@ -316,10 +404,7 @@ def _lines(
         if row.pair_id != last_pair:
             summary.add_pair(row.verdict)
             last_pair = row.pair_id
-        if writer.packed:
-            _add_images(writer, fmt, row, summary)
-        for line in fmt.to_rows(row):
-            yield row.item.split, line
+        yield row
 
 
 def _add_images(writer: SnapshotWriter, fmt: Format, row: PairRow, summary: Summary) -> None:
@@ -349,4 +434,12 @@ def _add_card(writer: SnapshotWriter, snapshot: ExportSnapshot, fmt: Format, sum
     if fmt.name == "llamafactory":
         entry = dataset_info(f"rewardlab_c{snapshot.campaign_id}_s{snapshot.pk}", files)
         writer.add_member("dataset_info.json", (json.dumps(entry, indent=2) + "\n").encode())
-    writer.add_member("README.md", render(snapshot, summary, files).encode())
+    writer.add_member("README.md", render(snapshot, summary, {split: [name] for split, name in files.items()}).encode())
+
+
+def _add_hub_card(writer: ParquetSnapshotWriter, snapshot: ExportSnapshot, summary: Summary) -> None:
+    """Move the shards into the zip, then add README.md: the YAML header `datasets` reads, then the card."""
+    files = writer.finish_rows()
+    download_size = sum(writer.member_size(name) for names in files.values() for name in names)
+    card = render(snapshot, summary, files)
+    writer.add_member("README.md", (writer.readme_header(files, download_size) + card).encode())

@@ -38,6 +38,12 @@ class ExportForm(forms.Form):
     """Parse the form; what a valid filter is (ranges, which formats need images) is the service's business."""
 
     format = forms.ChoiceField(choices=ExportSnapshot.Format.choices, template_name="exports/format_field.html")
+    container = forms.ChoiceField(
+        choices=ExportSnapshot.Container.choices,
+        required=False,
+        initial=ExportSnapshot.Container.JSONL,
+        template_name="exports/format_field.html",
+    )
     min_agreement = forms.FloatField(
         required=False, initial=0.0, help_text="0 to 1: consensus probability or vote share."
     )
@@ -58,10 +64,16 @@ class ExportForm(forms.Form):
     )
     images = forms.BooleanField(required=False, initial=True, label="Images and dataset card in a .zip")
 
+    def clean_container(self) -> str:
+        """Return the container asked for; a form posted without one gets the default, as the API does."""
+        return self.cleaned_data["container"] or ExportSnapshot.Container.JSONL
+
     def filters(self) -> dict:
         """Return the filters given; an empty field takes the service's default."""
         return {
-            name: value for name, value in self.cleaned_data.items() if name != "format" and value not in (None, "")
+            name: value
+            for name, value in self.cleaned_data.items()
+            if name not in ("format", "container") and value not in (None, "")
         }
 
     def add_service_errors(self, exc: ApplicationError) -> None:
@@ -115,7 +127,11 @@ def exports_page(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
         return _form_invalid(request, campaign, form)
     try:
         snapshot = export_snapshot_create(
-            campaign=campaign, format=form.cleaned_data["format"], filters=form.filters(), created_by=request.user
+            campaign=campaign,
+            format=form.cleaned_data["format"],
+            filters=form.filters(),
+            container=form.cleaned_data["container"],
+            created_by=request.user,
         )
     except ApplicationError as exc:
         form.add_service_errors(exc)

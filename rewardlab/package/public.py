@@ -332,6 +332,15 @@ def _trl_answer(value: object, key: str) -> str:
     return turns[0]["text"]
 
 
+def trl_texts(record: dict[str, Any]) -> tuple[str, str, str]:
+    """Return a TRL preference row's question, chosen and rejected text, standard (strings) or conversational."""
+    missing = [key for key in ("prompt", "chosen", "rejected") if key not in record]
+    if missing:
+        raise LineError(f"missing required field {missing[0]!r}; a TRL row has prompt, chosen and rejected")
+    _, prompt = _trl_prompt(record["prompt"])
+    return prompt, _trl_answer(record["chosen"], "chosen"), _trl_answer(record["rejected"], "rejected")
+
+
 def _messages(value: object, where: str) -> list[dict[str, str]]:
     """Return the role and text of each message of a TRL conversation."""
     if not isinstance(value, list):
