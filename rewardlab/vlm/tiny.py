@@ -40,7 +40,8 @@ def synthetic_vocabulary(n_items: int = 60, seed: int = 99) -> list[str]:
     return sorted(vocabulary)
 
 
-def _tokenizer(vocabulary: Iterable[str]):
+def word_tokenizer(vocabulary: Iterable[str]):
+    """Return a WordLevel tokenizer over `vocabulary` with the special tokens Idefics3's processor needs."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -59,14 +60,20 @@ def _tokenizer(vocabulary: Iterable[str]):
     )
 
 
-def tiny_vlm_write(directory: str | Path, *, vocabulary: Iterable[str] | None = None, seed: int = 0) -> Path:
-    """Write a seeded 2-layer Idefics3 (width 32, 56-pixel images) with its processor to `directory`."""
-    from transformers import Idefics3Config, Idefics3Model
+def tiny_vlm_write(
+    directory: str | Path, *, vocabulary: Iterable[str] | None = None, seed: int = 0, causal_lm: bool = False
+) -> Path:
+    """Write a seeded 2-layer Idefics3 (width 32, 56-pixel images) with its processor to `directory`.
+
+    `causal_lm=True` writes it with its language-model head (`Idefics3ForConditionalGeneration`), as a
+    checkpoint that generates is published: what TRL's DPOTrainer loads, reference model included.
+    """
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Model
     from transformers.models.idefics3 import Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
     directory = Path(directory)
-    tokenizer = _tokenizer(synthetic_vocabulary() if vocabulary is None else vocabulary)
+    tokenizer = word_tokenizer(synthetic_vocabulary() if vocabulary is None else vocabulary)
     side = {"longest_edge": IMAGE_SIZE}
     images = Idefics3ImageProcessorPil(size=side, max_image_size=side, do_image_splitting=False)
     processor = Idefics3Processor(images, tokenizer, image_seq_len=IMAGE_SEQ_LEN, chat_template=CHAT_TEMPLATE)
@@ -96,6 +103,6 @@ def tiny_vlm_write(directory: str | Path, *, vocabulary: Iterable[str] | None = 
         pad_token_id=pad,
     )
     torch.manual_seed(seed)
-    Idefics3Model(config).save_pretrained(directory)
+    (Idefics3ForConditionalGeneration if causal_lm else Idefics3Model)(config).save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory

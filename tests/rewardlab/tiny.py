@@ -38,3 +38,31 @@ def write_tiny_bert(directory: Path) -> Path:
         texts = [item["prompt"], *item["facts"].values(), *(r["text"] for r in item["responses"])]
         vocabulary.update(word for text in texts for word in words(text))
     return save_tiny_bert(directory, list(".,?!:;") + sorted(vocabulary))
+
+
+def write_tiny_reward_model(directory: Path) -> Path:
+    """Write a seeded 2-layer random Llama with a scalar head and its tokenizer, what TRL's RewardTrainer trains.
+
+    The tokenizer is the tiny VLM's word-level one (`rewardlab.vlm.tiny.word_tokenizer`), so text-only and
+    vision reward tests read the same words the same way.
+    """
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from rewardlab.vlm.tiny import synthetic_vocabulary, word_tokenizer
+
+    tokenizer = word_tokenizer(synthetic_vocabulary())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
