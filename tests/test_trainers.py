@@ -156,23 +156,23 @@ def test_dpo_trainer_trains_a_tiny_idefics3_on_a_parquet_trl_dpo_snapshot_from_a
 
 
 @pytest.mark.django_db
-def test_reward_trainer_trains_on_a_parquet_reward_snapshot_with_its_margin_and_joins_prompt_and_answer(
+def test_reward_trainer_trains_on_a_parquet_reward_snapshot_with_its_margin_and_renders_question_and_answer_apart(
     campaign, labeled, api_as, tiny_reward_model, tmp_path, elsewhere
 ):
-    """TRL's RewardTrainer tokenizes `prompt + chosen` as it is (trl/trainer/reward_trainer.py, explicit prompt
-    case), so its documented layout puts the separator in the data: `{"prompt": "The sky is", "chosen": " blue."}`
-    (TRL docs, "Dataset formats", preference). Its collator passes `margin` on to the loss."""
+    """TRL's RewardTrainer tokenizes `prompt + chosen` (trl/trainer/reward_trainer.py, `tokenize_fn`): strings
+    are concatenated as they are ("…square?The square is orange."), messages go through the model's chat
+    template, which keeps the turns apart. So `reward` rows are conversational; the collator passes `margin` on
+    to the loss."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
+    from trl.data_utils import is_conversational
 
     folder = downloaded(api_as, campaign, tmp_path / "snapshot", "reward", container="parquet")
     dataset = hub_dataset(folder, tmp_path / "hf")
     for row in dataset:
-        chosen, rejected = labeled[row["external_id"]]
-        assert (row["chosen"].strip(), row["rejected"].strip()) == (chosen, rejected)
-        for answer in (row["chosen"], row["rejected"]):
-            joined = row["prompt"] + answer
-            assert row["prompt"][-1:].isspace() or answer[:1].isspace(), f"TRL would read {joined!r}"
+        assert is_conversational(row), row
+        answers = tuple(messages[-1]["content"] for messages in (row["chosen"], row["rejected"]))
+        assert answers == labeled[row["external_id"]]
     model = AutoModelForSequenceClassification.from_pretrained(tiny_reward_model)
     tokenizer = AutoTokenizer.from_pretrained(tiny_reward_model)
     before = parameters(model)
@@ -185,6 +185,11 @@ def test_reward_trainer_trains_on_a_parquet_reward_snapshot_with_its_margin_and_
     assert margins.max() > 0, "a strength gives a margin"
     batch = next(iter(trainer.get_train_dataloader()))
     assert len(batch["margin"]) == 2 and all(torch.isclose(margins, margin).any() for margin in batch["margin"])
+    first = dataset[0]
+    tokens = tokenizer.convert_ids_to_tokens(trainer.train_dataset[0]["chosen_ids"])
+    turn = tokens.index("assistant")
+    question, answer = first["prompt"][-1]["content"], first["chosen"][-1]["content"]
+    assert tokens[turn - 1] == question[-1] and tokens[turn + 2] == answer.split()[0].lower(), tokens
     assert_trained(trainer, before)
 
 

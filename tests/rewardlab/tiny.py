@@ -40,6 +40,10 @@ def write_tiny_bert(directory: Path) -> Path:
     return save_tiny_bert(directory, list(".,?!:;") + sorted(vocabulary))
 
 
+# A chat template for text messages, as instruct models ship one: each turn on its own, role first.
+TEXT_CHAT_TEMPLATE = "{% for message in messages %}{{ message['role'] }} : {{ message['content'] }}\n{% endfor %}"
+
+
 def write_tiny_reward_model(directory: Path) -> Path:
     """Write a seeded 2-layer random Llama with a scalar head and its tokenizer, what TRL's RewardTrainer trains.
 
@@ -51,6 +55,8 @@ def write_tiny_reward_model(directory: Path) -> Path:
     from rewardlab.vlm.tiny import synthetic_vocabulary, word_tokenizer
 
     tokenizer = word_tokenizer(synthetic_vocabulary())
+    # RewardTrainer renders conversational rows (RewardLab's `reward` format) through the model's chat template.
+    tokenizer.chat_template = TEXT_CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
