@@ -230,3 +230,47 @@ def test_the_annotation_postgresql_writes_is_the_one_the_serializer_describes(ca
     expected = AnnotationOutput(Annotation.objects.get(assignment_id=assignment)).data
     assert datetime.fromisoformat(body.pop("created_at")) == datetime.fromisoformat(expected.pop("created_at"))
     assert body == json.loads(json.dumps(expected))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("user", "method", "path", "body", "named"),
+    [
+        ("lead", "patch", "/api/v1/campaigns/{campaign}/", {"overlapp": 3}, "overlapp"),
+        (
+            "lead",
+            "post",
+            "/api/v1/campaigns/{campaign}/members/",
+            {"username": "ann1", "role": "annotator", "x": 1},
+            "x",
+        ),
+        (
+            "lead",
+            "post",
+            "/api/v1/campaigns/{campaign}/exports/",
+            {"format": "reward", "containr": "parquet"},
+            "containr",
+        ),
+        (
+            "lead",
+            "post",
+            "/api/v1/campaigns/{campaign}/exports/",
+            {"format": "reward", "filters": {"min_agreemnt": 1}},
+            "filters.min_agreemnt",
+        ),
+        (
+            "ann1",
+            "post",
+            "/api/v1/annotations/",
+            {"assignment": 1, "more_hallucinated": "a", "strenght": 2},
+            "strenght",
+        ),
+    ],
+)
+def test_a_key_the_endpoint_does_not_know_is_refused_by_name(campaign, pairs, api_as, user, method, path, body, named):
+    """API.md: a misspelt option is a 400 naming it, never silently ignored (an export would ignore the container)."""
+    response = getattr(api_as(user), method)(path.format(campaign=campaign.pk), body, format="json")
+
+    assert response.status_code == 400, response.json()
+    messages = response.json()["fields"].get(named)
+    assert messages and messages[0].startswith("Unknown field; expected"), response.json()

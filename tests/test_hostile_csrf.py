@@ -18,6 +18,7 @@ from functools import partial
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
@@ -25,10 +26,11 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.views import APIView
 
 from annotate.api.authentication import TokenAuthentication
-from annotate.models import Annotation, Campaign, ExportSnapshot, ImportJob, Membership, ModelRun
+from annotate.models import Annotation, Campaign, ExportSnapshot, ImportJob, ImportUpload, Membership, ModelRun
 from annotate.services.assignments import assignment_next
 from tests import factories
 from tests.test_hostile_ids import routes, url_patterns
+from tests.test_import import data_uri
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 # Views that are exempt on purpose, and why.
@@ -59,12 +61,20 @@ def world(campaign, make_user) -> World:
     ids = factories.url_ids(
         membership=Membership.objects.get(campaign=campaign, user=ann2),
         job=job,
+        upload=_upload(campaign),
         run=run,
         snapshot=snapshot,
         assignment=assignment_next(campaign=campaign, annotator=ann2).assignment,
         image=pairs[0].item.image,
     )
     return World(campaign=campaign, ids=ids)
+
+
+def _upload(campaign: Campaign) -> ImportUpload:
+    """A file kept for the mapping page, in a layout only a column mapping reads."""
+    upload = ImportUpload(campaign=campaign, filename="custom.jsonl")
+    upload.file.save("custom.jsonl", ContentFile(CUSTOM_ROW), save=True)
+    return upload
 
 
 def signed_in(username: str | None) -> tuple[Client, str]:
@@ -189,6 +199,8 @@ def _label(world: World, assignment: str) -> dict:
 
 
 PACKAGE = b'{"external_id": "a"}\n'
+CUSTOM_ROW = json.dumps({"question": "Q?", "picture": data_uri(factories.png_bytes()), "x": "1", "y": "2"})
+CUSTOM_ROW = (CUSTOM_ROW + "\n").encode()
 PAGE_WRITES: dict[str, Write] = {
     "login": Write(
         None, lambda w: {"username": "ann1", "password": "pw-ann1"}, args=lambda w: {}, check=lambda w: True
@@ -232,6 +244,24 @@ PAGE_WRITES: dict[str, Write] = {
         "lead",
         files={"file": ("items.jsonl", PACKAGE)},
         check=lambda w: ImportJob.objects.filter(filename="items.jsonl").exists(),
+    ),
+    "import-preview": Write(
+        "lead",
+        files={"file": ("preview.jsonl", CUSTOM_ROW)},
+        check=lambda w: ImportUpload.objects.filter(filename="preview.jsonl").exists(),
+    ),
+    "import-map": Write(
+        "lead",
+        lambda w: {
+            "prompt": "question",
+            "image": "picture",
+            "answer_1": "x",
+            "answer_2": "y",
+            "preference": "none",
+            "means": "better",
+        },
+        args=lambda w: {"campaign_id": w.campaign.pk, "upload_id": w.ids["upload_id"]},
+        check=lambda w: ImportJob.objects.filter(filename="custom.jsonl").exists(),
     ),
     "model-page": Write("lead", check=lambda w: ModelRun.objects.filter(trigger="lead").exists()),
     "exports-page": Write(

@@ -26,6 +26,7 @@ from annotate.models import (
     Campaign,
     ExportSnapshot,
     ImportJob,
+    ImportUpload,
     Item,
     Membership,
     ModelRun,
@@ -111,12 +112,19 @@ def world(campaign, make_user) -> World:
     job = ImportJob.objects.create(
         campaign=b, filename=f"{SECRET}.zip", status="failed", errors=[{"line": 1, "reason": SECRET}]
     )
+    upload = ImportUpload.objects.create(campaign=b, filename=f"{SECRET}.jsonl", file=f"imports/{SECRET}.jsonl")
     run = ModelRun.objects.create(campaign=b, trigger="labels", status="succeeded", metrics={"note": SECRET})
     snapshot = ExportSnapshot.objects.create(campaign=b, format="annotations", status="succeeded", rows=1)
     snapshot.file.save("b.jsonl", ContentFile(f'{{"prompt": "{SECRET}"}}\n'.encode()))
     membership = Membership.objects.get(campaign=b, user=ann1)
     ids = factories.url_ids(
-        membership=membership, job=job, run=run, snapshot=snapshot, assignment=assignment, image=image
+        membership=membership,
+        job=job,
+        upload=upload,
+        run=run,
+        snapshot=snapshot,
+        assignment=assignment,
+        image=image,
     )
     return World(a=a, b=b, ids=ids, b_assignment=assignment)
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.api.schema import CONFLICT
-from annotate.api.serializers import ErrorOutput
+from annotate.api.serializers import ErrorOutput, StrictInput
 from annotate.services.campaigns import user_create
 from annotate.throttles import AUTH_THROTTLES
 
@@ -43,7 +43,7 @@ class TokenCreateApi(APIView):
 class UserCreateApi(APIView):
     permission_classes = [IsAdminUser]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(write_only=True)
         email = serializers.EmailField(required=False, default="")

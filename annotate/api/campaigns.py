@@ -12,7 +12,7 @@ from annotate import access
 from annotate.api.pagination import PagePagination, paginated
 from annotate.api.permissions import StaffMayWrite
 from annotate.api.schema import CONFLICT
-from annotate.api.serializers import CampaignOutput, MembershipOutput
+from annotate.api.serializers import CampaignOutput, MembershipOutput, StrictInput
 from annotate.models import Campaign, Membership
 from annotate.selectors import campaign_counts
 from annotate.services.campaigns import (
@@ -25,7 +25,7 @@ from annotate.services.campaigns import (
 )
 
 
-class CampaignSettingsInput(serializers.Serializer):
+class CampaignSettingsInput(StrictInput):
     """Every setting a lead may set; all optional so PATCH can send a few."""
 
     name = serializers.CharField(max_length=200, required=False)
@@ -111,7 +111,7 @@ class CampaignMembersApi(APIView):
 
     pagination_class = PagePagination
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput):
         username = serializers.CharField(max_length=150)
         role = serializers.ChoiceField(choices=Membership.Role.choices)
 

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from annotate import access
 from annotate.api.pagination import PagePagination, paginated
-from annotate.api.serializers import ErrorOutput
+from annotate.api.serializers import ErrorOutput, StrictInput
 from annotate.exports.filters import DEFAULT_TEST_SHARE, GOLD_CHOICES, LABEL_CHOICES, MAX_TEST_SHARE
 from annotate.models import ExportSnapshot
 from annotate.services.exports import (
@@ -32,7 +32,7 @@ from annotate.services.exports import (
 )
 
 
-class ExportFiltersInput(serializers.Serializer):
+class ExportFiltersInput(StrictInput):
     """The filters of a snapshot; every one is optional (annotate.exports.filters)."""
 
     min_agreement = serializers.FloatField(
@@ -101,7 +101,7 @@ class CampaignExportsApi(APIView):
 
     pagination_class = PagePagination
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput):
         format = serializers.ChoiceField(choices=ExportSnapshot.Format.choices)
         filters = ExportFiltersInput(required=False)
         container = serializers.ChoiceField(

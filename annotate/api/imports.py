@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from annotate import access
 from annotate.api.pagination import PagePagination, paginated
-from annotate.api.serializers import ImportJobOutput
+from annotate.api.serializers import ImportJobOutput, StrictInput
 from annotate.services.imports import import_job_create
 
 
@@ -46,7 +46,7 @@ class CampaignImportsApi(APIView):
     pagination_class = PagePagination
     parser_classes = [MultiPartParser]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput):
         file = serializers.FileField()
         mapping = MappingField(
             required=False,

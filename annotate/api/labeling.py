@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from annotate import access
 from annotate.api.pagination import IdCursorPagination, paginated
 from annotate.api.schema import CONFLICT, NOT_FOUND
-from annotate.api.serializers import AnnotatorPairOutput
+from annotate.api.serializers import AnnotatorPairOutput, StrictInput
 from annotate.models import HALLUCINATION_TYPES, Annotation, Choice, Side
 from annotate.selectors import annotation_list, pseudonym
 from annotate.services.annotations import LabelInput, annotation_save
@@ -41,7 +41,7 @@ class NextPairApi(APIView):
         return HttpResponse(lease.body, content_type="application/json")
 
 
-class SpanInput(serializers.Serializer):
+class SpanInput(StrictInput):
     response = serializers.ChoiceField(choices=Side.choices)
     start = serializers.IntegerField(min_value=0)
     end = serializers.IntegerField(min_value=1)
@@ -68,7 +68,7 @@ class AnnotationOutput(serializers.ModelSerializer):
 class AnnotationCreateApi(APIView):
     """Submit a label for your assignment; resubmitting returns the first annotation (200), never a second."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInput):
         assignment = serializers.IntegerField()
         more_hallucinated = serializers.ChoiceField(choices=Choice.choices)
         strength = serializers.IntegerField(required=False, allow_null=True, default=None)

@@ -1,10 +1,12 @@
-"""Output shapes shared by several endpoints; each API view keeps its own input serializer.
+"""Output shapes shared by several endpoints, and the base of every input serializer (`StrictInput`).
 
 The pair representation is API.md's. What an annotator may see is decided here once: facts only when
 the campaign shows them, and never gold, label counts, consensus, priority, surfacing or scores.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -13,6 +15,18 @@ from annotate.models import Campaign, ImportJob, Membership, ModelRun, Pair, Pai
 from annotate.quality.consensus import CONSENSUS_METHODS
 from annotate.selectors import pair_active_score
 from annotate.views.images import image_url
+
+
+class StrictInput(serializers.Serializer):
+    """A request body that refuses keys it does not know (API.md): a misspelt option must not be ignored."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                expected = ", ".join(self.fields)
+                raise serializers.ValidationError({key: [f"Unknown field; expected {expected}."] for key in unknown})
+        return super().to_internal_value(data)
 
 
 class ErrorOutput(serializers.Serializer):
