@@ -158,6 +158,16 @@ class PackageImages(_PerProcess[Package]):
     def _open(self) -> Package:
         return open_package(self.path)
 
+    def check(self, key: str) -> str | None:
+        """Return why `key` cannot be read, or None; reads no image bytes (a Parquet cell is found, not read)."""
+        if key in self.data_lines:
+            return None
+        try:
+            self._opened().check_image(key)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def read(self, key: str) -> bytes:
         try:
             package = self._opened()

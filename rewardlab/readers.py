@@ -20,14 +20,14 @@ import json
 import math
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from rewardlab.answers import ANSWERS, Answer
 from rewardlab.data import DataError, Dataset, ImageSource, Item, Label, Pair
 from rewardlab.image_sources import FolderImages, PackageImages, ZipImages
-from rewardlab.package.lines import PACKAGE, ItemSpec, LineError, label_strength, show_value
+from rewardlab.package.lines import PACKAGE, ItemSpec, LineError, json_record, label_strength, show_value
 from rewardlab.package.merge import different_image, merge_items
 from rewardlab.package.package import (
     ITEMS_NAME,
@@ -89,7 +89,7 @@ def load_dataset(path: str | Path, *, strength_scale: int = 4) -> Dataset:
     builder = _Builder()
     export = _ExportFile(str(path), FolderImages(path.parent), strength_scale, row_prefix="")
     with path.open("rb") as fp:
-        _add_export_rows(builder, export, fp)
+        _add_export_rows(builder, export, _rows(str(path), fp))
     return builder.dataset(export.images)
 
 
@@ -150,6 +150,8 @@ class _Builder:
     # Import packages: external_id -> the line that brought it, and the item of the lines that repeat it.
     first_line: dict[str, Line] = field(default_factory=dict)
     merged: dict[str, ItemSpec] = field(default_factory=dict)
+    # Parquet shards embed the image in every row, each its own reference: rows of one item compare bytes.
+    embedded: ImageSource | None = None
 
     def item(self, item: Item, where: str, line: int) -> int:
         """Return the item's index, adding it; a later row of the same item must repeat it exactly."""
@@ -157,7 +159,7 @@ class _Builder:
         if index == len(self.items):
             self.items.append(item)
             self.first_seen[item.external_id] = where, line
-        elif self.items[index] != item:
+        elif self.items[index] != item and not self._same_embedded_image(self.items[index], item):
             known = self.items[index]
             differs = next(
                 key for key in ("prompt", "image", "facts", "meta") if getattr(known, key) != getattr(item, key)
@@ -165,6 +167,11 @@ class _Builder:
             seen = "{}, line {}".format(*self.first_seen[item.external_id])
             raise _error(where, line, f"external_id {item.external_id!r}: the {differs} differs from {seen}")
         return index
+
+    def _same_embedded_image(self, known: Item, item: Item) -> bool:
+        if self.embedded is None or replace(item, image=known.image) != known:
+            return False
+        return self.embedded.read(known.image) == self.embedded.read(item.image)
 
     def pair(self, pair: Pair, where: str, line: int) -> int:
         """Return the pair's index, adding it; a later row of the same pair must repeat its texts."""
@@ -271,7 +278,7 @@ def _package_item(spec: ItemSpec, image: str) -> Item:
 @dataclass(frozen=True)
 class _ExportFile:
     where: str  # the file, named in errors
-    images: FolderImages | ZipImages
+    images: FolderImages | ZipImages | PackageImages
     strength_scale: int
     row_prefix: str  # before "row-<line>", the external_id of a row without identity keys
 
@@ -286,14 +293,14 @@ def _load_zip(path: Path, strength_scale: int) -> Dataset:
         members = _item_files(path, archive.namelist())
         if _is_export(members):
             return _load_export_files(path, ZipImages(path), members, archive.open, strength_scale)
-    return _load_package(path, strength_scale)
+    return _load_shards_or_package(path, members, strength_scale)
 
 
 def _load_folder(path: Path, strength_scale: int) -> Dataset:
     """Read a folder holding an export snapshot's JSONL splits as one, else as an import package."""
     members = _item_files(path, folder_names(path))
     if not _is_export(members):
-        return _load_package(path, strength_scale)
+        return _load_shards_or_package(path, members, strength_scale)
     return _load_export_files(path, FolderImages(path), members, lambda name: (path / name).open("rb"), strength_scale)
 
 
@@ -322,15 +329,47 @@ def _load_export_files(
         export = _ExportFile(f"{path}/{member}", images, strength_scale, row_prefix=f"{member[: -len('.jsonl')]}/")
         try:
             with open_member(member) as fp:
-                _add_export_rows(builder, export, fp)
+                _add_export_rows(builder, export, _rows(export.where, fp))
         except ZIP_READ_ERRORS as exc:
             raise _error(export.where, None, f"cannot be read from the zip: {exc}") from exc
     return builder.dataset(images)
 
 
-def _add_export_rows(builder: _Builder, export: _ExportFile, fp: IO[bytes]) -> None:
+def _load_shards_or_package(path: Path, members: list[str], strength_scale: int) -> Dataset:
+    """Read the Parquet shards of a snapshot in the Hub layout as export rows, and anything else as a package.
+
+    Shards are read through rewardlab.package, which hands out each row as JSON with its embedded images as
+    references that `PackageImages` reads; whether they are export rows or a package's is the first row's call.
+    """
+    if not all(name.lower().endswith(".parquet") for name in members):
+        return _load_package(path, strength_scale)
+    images = PackageImages(path, strength_scale=strength_scale)
+    try:
+        with open_package(path) as package:
+            lines = package.lines()
+            first = next(lines, None)
+            if first is None or _layout(_line_row(str(path), first), str(path), first.number) == "package":
+                return _load_package(path, strength_scale)
+            builder = _Builder(embedded=images)
+            for name, shard in itertools.groupby(itertools.chain([first], lines), key=lambda line: line.file):
+                export = _ExportFile(f"{path}/{name}", images, strength_scale, row_prefix=f"{Path(name).stem}/")
+                _add_export_rows(builder, export, ((line.number, _line_row(export.where, line)) for line in shard))
+    except PackageError as exc:
+        raise _error(path, None, str(exc)) from exc
+    return builder.dataset(images)
+
+
+def _line_row(where: str, line: Line) -> dict[str, Any]:
+    try:
+        if line.error:
+            raise LineError(line.error)
+        return json_record(line.data)
+    except LineError as exc:
+        raise DataError(f"{where}, {line.unit} {line.number}: {exc}") from exc
+
+
+def _add_export_rows(builder: _Builder, export: _ExportFile, rows: Iterator[tuple[int, dict[str, Any]]]) -> None:
     """Add every row of one file; its first row tells whether it is a reward or an annotations export."""
-    rows = _rows(export.where, fp)
     first = _first_row(export.where, rows)
     layout = _layout(first[1], export.where, first[0])
     if layout == "package":
@@ -404,6 +443,11 @@ class _Row:
         value = self.data.get(key)
         if value is None:
             return {}
+        if isinstance(value, str):  # a Parquet snapshot holds facts and meta as JSON text: their keys vary by row
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise self.error(f"{key}: expected an object or its JSON text, got {show_value(value)}") from exc
         if not isinstance(value, dict):
             raise self.error(f"{key}: expected an object, got {show_value(value)}")
         return value

@@ -139,8 +139,10 @@ def pairs(campaign, make_user) -> dict[str, Pair]:
     return named
 
 
-def export(campaign: Campaign, fmt: str, **filters) -> ExportSnapshot:
-    snapshot = export_snapshot_create(campaign=campaign, format=fmt, filters=filters, created_by=campaign.created_by)
+def export(campaign: Campaign, fmt: str, container: str = "jsonl", **filters) -> ExportSnapshot:
+    snapshot = export_snapshot_create(
+        campaign=campaign, format=fmt, filters=filters, container=container, created_by=campaign.created_by
+    )
     return export_snapshot_run(snapshot_id=snapshot.pk)
 
 
@@ -371,14 +373,16 @@ def test_a_snapshot_is_fixed_when_asked_for_and_downloads_byte_identical(pairs, 
 
 
 @pytest.mark.django_db
-def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardlab(pairs, campaign, api_as):
-    snapshot = export(campaign, "reward", test_share=0.5, labels="with_priors")
+@pytest.mark.parametrize("container", ["jsonl", "parquet"])
+def test_a_reward_export_imports_back_into_a_new_campaign_and_reads_with_rewardlab(pairs, campaign, api_as, container):
+    snapshot = export(campaign, "reward", container, test_share=0.5, labels="with_priors")
     download = api_as("res").get(f"/api/v1/exports/{snapshot.pk}/download/")
     copy = campaign_create(created_by=campaign.created_by, name="Round trip")
-    rows = rows_of(snapshot)
+    rows = rows_of(export(campaign, "reward", test_share=0.5, labels="with_priors"))
     assert {row["split"] for row in rows} == {"train", "test"}, "both split files are read"
 
-    # The downloaded zip goes back in as it is: its split files are read as TRL preference rows.
+    # The downloaded zip goes back in as it is: its split files (JSONL, or the Hub layout's Parquet shards)
+    # are read as TRL preference rows.
     upload = SimpleUploadedFile("snapshot.zip", b"".join(download.streaming_content))
     with mock.patch("annotate.services.jobs.app.send_task"):
         created = api_as("lead").post(f"/api/v1/campaigns/{copy.pk}/imports/", {"file": upload}, format="multipart")
@@ -431,10 +435,11 @@ def worse_of(fmt: str, row: dict) -> tuple[str, str]:
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("container", ["jsonl", "parquet"])
 @pytest.mark.parametrize("fmt", ["trl-dpo", "llava-rlhf"])
-def test_trl_dpo_and_llava_rlhf_exports_import_back(pairs, campaign, fmt):
-    snapshot = export(campaign, fmt)
-    rows = rows_of(snapshot)
+def test_trl_dpo_and_llava_rlhf_exports_import_back(pairs, campaign, fmt, container):
+    snapshot = export(campaign, fmt, container)
+    rows = rows_of(export(campaign, fmt))
     copy = campaign_create(created_by=campaign.created_by, name="Round trip")
 
     assert import_package(campaign=copy, path=snapshot_path(snapshot)).priors == len(rows) == 5
