@@ -3,8 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rewardlab
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+DEMO_PORT ?= 8000
 
-.PHONY: install demo test services lint bench-web
+.PHONY: install demo demo-serve test services lint bench-web
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -27,9 +28,18 @@ demo: install
 	  || createdb -h 127.0.0.1 -U postgres rewardlab
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_setup
-	bash -c 'trap "kill 0" EXIT; \
-	  $(VENV)/bin/celery -A workers worker -Q cpu,gpu --concurrency 1 --loglevel warning & \
-	  $(PY) manage.py runserver 127.0.0.1:8000'
+	@$(MAKE) --no-print-directory demo-serve
+
+# The demo's servers, quiet (issue 18, item 6): the static files are collected first, as the Dockerfile does, so
+# WhiteNoise finds var/static; as root (a container) the worker's superuser warning becomes one line in words.
+# The worker takes JSON only, never pickle, so Celery lets root run it; its warning is about that alone.
+demo-serve:
+	@$(PY) manage.py collectstatic --noinput -v 0
+	@test "$$(id -u)" != 0 || echo "Running as root: fine for a demo; deployments run the worker as its own user (Dockerfile)."
+	@bash -c 'trap "kill 0" EXIT; \
+	  PYTHONWARNINGS="ignore:You'\''re running the worker with superuser privileges" \
+	    $(VENV)/bin/celery -A workers worker -Q cpu,gpu --concurrency 1 --loglevel warning & \
+	  $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)'
 
 services:
 	bash .ci/services

@@ -190,16 +190,27 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "rewardlab",
-    }
-}
-if os.environ.get("CACHE_URL", "").startswith("redis://"):
-    CACHES["default"] = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": os.environ["CACHE_URL"],
+# The default cache holds the sign-in throttles' counts (annotate/throttles.py), which every web process must
+# share, or the limit is multiplied by the number of processes (issue 18, item 7: three gunicorn workers let 60
+# guesses through where 30 were meant). So it is never per process: the database by default (a table migration
+# 0016 creates, so `migrate` is all a deployment runs), or Redis when CACHE_URL names one. Not the broker's Redis
+# by default: when the broker is down labels are still saved, and sign-ins must keep working too.
+# `check --deploy` warns when a settings override makes it per process again (annotate/checks.py).
+CACHE_TABLE = "rewardlab_cache"
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL:
+    raise ValueError(f"CACHE_URL must be a redis:// or rediss:// URL, got {CACHE_URL!r}")
+else:
+    # Past MAX_ENTRIES Django drops a third of the rows, counts included: set high, so a spray of usernames
+    # cannot wipe the count of the one being guessed (expired rows go first).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": CACHE_TABLE,
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
     }
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

@@ -1,8 +1,9 @@
 """Throttles on password guessing, shared by the login form (views/auth.py) and POST /api/v1/auth/token/.
 
-Both are DRF's `SimpleRateThrottle`: a window of timestamps per key in Django's default cache, which must be
-shared by every web process for the limit to hold (CACHE_URL=redis://…; the per-process LocMemCache is the
-zero-setup default). Rates are REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["auth"] and ["auth_client"].
+Both are DRF's `SimpleRateThrottle`: a window of timestamps per key in Django's default cache, which every web
+process shares for the limit to hold: the database cache table by default, Redis with CACHE_URL=redis://…
+(settings.CACHES; `check --deploy` warns of a per-process cache, annotate/checks.py). Rates are
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["auth"] and ["auth_client"].
 Every sign-in attempt counts, successful or not: a script that guesses right on its 31st try is still slowed.
 """
 

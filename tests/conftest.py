@@ -228,14 +228,17 @@ def private_broker(private_redis):
 class WebServer:
     """gunicorn serving annotate.wsgi on loopback (gthread: each thread its own database connection)."""
 
-    def __init__(self, *, env: dict[str, str], log_path: Path, threads: int) -> None:
+    def __init__(self, *, env: dict[str, str], log_path: Path, threads: int, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        # One line per request: the pid of the worker process that answered, the status and the path.
+        self.access_log = log_path.with_suffix(".access.log")
         argv = [
             sys.executable, "-m", "gunicorn", "annotate.wsgi", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
+            "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
             "--timeout", "60", "--graceful-timeout", "5", "--log-level", "warning",
+            "--access-logfile", str(self.access_log), "--access-logformat", "%(p)s %(s)s %(U)s",
         ]  # fmt: skip
         with log_path.open("w") as log:
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR)
@@ -248,6 +251,11 @@ class WebServer:
             return requests.get(f"{self.url}/login/", timeout=5).status_code == 200
         except requests.ConnectionError:
             return False
+
+    def answered(self) -> list[tuple[str, str, str]]:
+        """Return (worker pid, status, path) of every request answered so far, in order."""
+        text = self.access_log.read_text() if self.access_log.exists() else ""
+        return [tuple(line.split(" ", 2)) for line in text.splitlines()]
 
     def worker_pids(self) -> set[int]:
         """The pids of gunicorn's worker processes: the same set before and after a fault means no restart."""
@@ -274,8 +282,9 @@ def start_web(django_db_setup, settings, tmp_path):
     started: list[WebServer] = []
     env = {**subprocess_env(settings), "DEBUG": "false", "ALLOWED_HOSTS": "127.0.0.1"}
 
-    def start(*, threads: int = 4) -> WebServer:
-        server = WebServer(env=env, log_path=tmp_path / f"gunicorn-{len(started)}.log", threads=threads)
+    def start(*, threads: int = 4, workers: int = 1) -> WebServer:
+        log_path = tmp_path / f"gunicorn-{len(started)}.log"
+        server = WebServer(env=env, log_path=log_path, threads=threads, workers=workers)
         started.append(server)
         return server
 

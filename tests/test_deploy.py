@@ -16,6 +16,7 @@ import sys
 
 import pytest
 from django.conf import settings
+from django.core.checks import run_checks
 
 HOST = "rewardlab.example.org"
 PRODUCTION = {
@@ -117,3 +118,15 @@ def test_production_answers_with_hsts_secure_cookies_and_a_strict_policy():
     assert all(cookie["secure"] for cookie in cookies.values()), cookies
     assert cookies["sessionid"]["httponly"], "scripts never read the session cookie"
     assert all(cookie["samesite"] == "Lax" for cookie in cookies.values()), cookies
+
+
+def _warning_ids() -> set[str]:
+    return {message.id for message in run_checks(include_deployment_checks=True)}
+
+
+def test_check_deploy_warns_when_sign_in_attempts_would_be_counted_per_process(settings):
+    """Issue 18, item 7: the throttles count in the default cache, and one in process memory multiplies the limit."""
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    assert "rewardlab.W001" not in _warning_ids(), "the default is shared by every process"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert "rewardlab.W001" in _warning_ids()

@@ -223,7 +223,7 @@ def test_the_container_is_refused_for_a_bad_value_and_recorded(campaign, api_as)
 
     refused = researcher.post(url, {"format": "reward", "container": "arrow"}, format="json")
     assert refused.status_code == 400
-    assert refused.json()["fields"]["container"] == ["Expected one of jsonl, parquet, got 'arrow'."]
+    assert refused.json()["fields"]["container"] == ['"arrow" is not a valid choice; expected jsonl or parquet.']
     made = researcher.post(url, {"format": "reward", "container": "parquet"}, format="json")
     assert made.status_code == 202 and made.json()["container"] == "parquet"
     default = researcher.post(url, {"format": "reward"}, format="json")

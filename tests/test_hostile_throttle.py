@@ -1,9 +1,10 @@
 """Password guessing is throttled (issue 7, item 3): the login form and POST /api/v1/auth/token/ answer 429
 after the limit, per client address and username, and per client address alone, on the real Redis cache.
 
-A deployment shares the throttle's counts between web processes through Redis (CACHE_URL); the tests do
-too, on the Redis of CACHE_URL or, without it, of CELERY_BROKER_URL, each test under a key prefix of its own
-so that runs side by side never count each other's attempts.
+Web processes share the throttle's counts in the database cache table by default (the last test starts three
+gunicorn workers to prove it) or in Redis when CACHE_URL names one. The other tests count in Redis, that of
+CACHE_URL or, without it, of CELERY_BROKER_URL, each test under a key prefix of its own so that runs side by
+side never count each other's attempts.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import uuid
 
 import pytest
 import redis
+import requests
 from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from annotate.throttles import AuthClientThrottle, AuthThrottle
+from tests.conftest import wait_for
 
 TOKEN_URL = "/api/v1/auth/token/"
 LOGIN_URL = "/login/"
@@ -139,3 +142,23 @@ def test_the_redis_cache_is_the_one_counting(redis_cache):
     server, prefix = redis_cache
     caches["default"].set("probe", 1)
     assert server.exists(f"{prefix}:1:probe")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_several_gunicorn_workers_with_default_settings_count_together(campaign, start_web):
+    """Issue 18, item 7: started as API.md says (no CACHE_URL), three worker processes keep one count, so the
+    31st wrong password within the minute is refused whichever process answers it."""
+    server = start_web(workers=3, threads=1)
+    try:
+        statuses = [
+            requests.post(
+                f"{server.url}{TOKEN_URL}", data={"username": "ann1", "password": "wrong"}, timeout=30
+            ).status_code
+            for _ in range(PER_USERNAME + 1)
+        ]
+        assert statuses == [400] * PER_USERNAME + [429]
+        answered = wait_for(lambda: len(server.answered()) > PER_USERNAME and server.answered(), what="access log")
+        pids = {pid for pid, _, path in answered if path == TOKEN_URL}
+        assert len(pids) > 1, f"one process answered every attempt ({pids}): the test proves nothing"
+    finally:
+        caches["default"].clear()  # the counts outlive the test: the cache table is no model's, so never flushed

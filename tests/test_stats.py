@@ -314,6 +314,31 @@ def test_the_stats_endpoint_returns_the_same_numbers(small, api_as):
                              "flag_min_effect": 0.15}  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "username,status,names",
+    [("lead", 200, True), ("staff", 200, True), ("res", 200, False), ("ann1", 403, False), ("otherlead", 404, False)],
+)
+def test_stats_name_annotators_for_leads_and_pseudonymise_them_for_researchers(
+    small, api_as, make_user, username, status, names
+):
+    """API.md: annotators by pseudonym, and for leads also by username; others get no row at all."""
+    make_user("staff", staff=True)
+    campaign = small["campaign"]
+    response = api_as(username).get(stats_url(campaign))
+    assert response.status_code == status
+    if status != 200:
+        assert "ann1" not in response.content.decode() and "annotators" not in response.json()
+        return
+    users = User.objects.filter(username__in=("ann1", "ann2"))
+    expected = {pseudonym(user_id=user.pk, campaign_id=campaign.pk): user.username for user in users}
+    rows = response.json()["annotators"]
+    assert {row["annotator"] for row in rows} == set(expected)
+    if names:
+        assert {row["annotator"]: row["username"] for row in rows} == expected
+    else:
+        assert all("username" not in row for row in rows) and "ann1" not in response.content.decode()
+
+
 def test_stats_of_an_empty_campaign(campaign, api_as):
     data = api_as("lead").get(stats_url(campaign)).json()
     assert data["progress"]["labels_per_day"] == [] and data["agreement"]["alpha_choice"]["value"] is None

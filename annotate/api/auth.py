@@ -22,11 +22,14 @@ class TokenCreateApi(APIView):
     # Per address and username, and per address alone (annotate/throttles.py); the login form shares them.
     throttle_classes = list(AUTH_THROTTLES)
 
+    class InputSerializer(StrictInput, AuthTokenSerializer):
+        """DRF's username and password check, refusing any other key like every body here (API.md)."""
+
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
     @extend_schema(
-        request=AuthTokenSerializer,
+        request=InputSerializer,
         responses={
             200: OutputSerializer,
             429: OpenApiResponse(ErrorOutput, description="Too many attempts; `detail` says when to retry."),
@@ -34,7 +37,7 @@ class TokenCreateApi(APIView):
         operation_id="auth_token_create",
     )
     def post(self, request):
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer = self.InputSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
         return Response(self.OutputSerializer({"token": token.key}).data)

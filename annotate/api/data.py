@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from annotate import access
 from annotate.api.pagination import PagePagination, paginated
-from annotate.api.serializers import PairOutput
+from annotate.api.serializers import PairOutput, StrictQuery
 from annotate.models import Pair
 from annotate.selectors import ANY_REASON, pair_list
 from annotate.services.priorities import REASONS
@@ -21,7 +21,7 @@ class CampaignPairsApi(APIView):
 
     pagination_class = PagePagination
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(StrictQuery):
         status = serializers.ChoiceField(choices=Pair.Status.choices, required=False)
         surfaced = serializers.ChoiceField(
             choices=[*REASONS, ANY_REASON],

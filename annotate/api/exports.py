@@ -109,9 +109,6 @@ class CampaignExportsApi(APIView):
             default=ExportSnapshot.Container.JSONL,
             help_text="jsonl: a .zip of JSONL and images (a bare .jsonl without images); parquet: a .zip laid out "
             "as a Hugging Face dataset repository, images embedded.",
-            error_messages={
-                "invalid_choice": f"Expected one of {', '.join(ExportSnapshot.Container.values)}, got {{input!r}}."
-            },
         )
 
     @extend_schema(responses={200: ExportSnapshotOutput(many=True)}, operation_id="campaign_exports_list")

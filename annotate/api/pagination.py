@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 
+# The query parameters the paginators read: they page through a list rather than filter it.
+PAGING_PARAMETERS = frozenset({"page", "cursor", "page_size"})
+
 
 class PagePagination(PageNumberPagination):
     page_size = 50

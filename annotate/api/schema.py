@@ -7,10 +7,10 @@ from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework.permissions import AllowAny
 
+from annotate.api.pagination import PAGING_PARAMETERS
 from annotate.api.serializers import ErrorOutput
 
-# Query parameters that page through a list rather than filter it: a bad page is a 404, a bad page size is ignored.
-PAGING_PARAMETERS = frozenset({"page", "cursor", "page_size"})
+# PAGING_PARAMETERS page through a list rather than filter it: a bad page is a 404, a bad page size is ignored.
 
 BAD_REQUEST = OpenApiResponse(ErrorOutput, description="The input is not valid; `fields` names each bad field.")
 UNAUTHENTICATED = OpenApiResponse(ErrorOutput, description="No valid credentials were sent.")

@@ -11,22 +11,58 @@ from collections.abc import Mapping
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from annotate.api.pagination import PAGING_PARAMETERS
 from annotate.models import Campaign, ImportJob, Membership, ModelRun, Pair, PairScore
 from annotate.quality.consensus import CONSENSUS_METHODS
 from annotate.selectors import pair_active_score
 from annotate.views.images import image_url
 
 
+def _one_of(values: list[str]) -> str:
+    """Return `a, b or c`: the valid values, as an error message lists them."""
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
+
+
+def _say_valid_choices(field: serializers.Field) -> None:
+    """Make a choice field's refusal list the valid values (API.md): `"all" is not a valid choice; expected
+    human or with_priors.` rather than DRF's bare `"all" is not a valid choice.`; a list's items too."""
+    if isinstance(field, serializers.ListField):
+        field = field.child
+    if isinstance(field, serializers.ChoiceField):
+        # The message is a format string (DRF fills in `{input}`), so braces in a choice are doubled.
+        valid = _one_of([str(value).replace("{", "{{").replace("}", "}}") for value in field.choices])
+        field.error_messages["invalid_choice"] = f'"{{input}}" is not a valid choice; expected {valid}.'
+
+
 class StrictInput(serializers.Serializer):
     """A request body that refuses keys it does not know (API.md): a misspelt option must not be ignored."""
 
+    # Its choice fields name the valid values when they refuse one (get_fields); said here rather than in the
+    # docstring, which the schema shows as every input's description.
+
+    # Keys that are not fields but are still read, by someone else (StrictQuery: the paginator's).
+    known_elsewhere: frozenset[str] = frozenset()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for field in fields.values():
+            _say_valid_choices(field)
+        return fields
+
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
+            writable = [name for name, field in self.fields.items() if not field.read_only]
+            unknown = sorted(set(data) - set(writable) - self.known_elsewhere)
             if unknown:
-                expected = ", ".join(self.fields)
+                expected = ", ".join([*writable, *sorted(self.known_elsewhere)])
                 raise serializers.ValidationError({key: [f"Unknown field; expected {expected}."] for key in unknown})
         return super().to_internal_value(data)
+
+
+class StrictQuery(StrictInput):
+    """A list's query-string filters, refusing parameters it does not know but the paginator's."""
+
+    known_elsewhere = PAGING_PARAMETERS
 
 
 class ErrorOutput(serializers.Serializer):

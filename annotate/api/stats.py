@@ -1,7 +1,7 @@
 """A campaign's quality numbers over REST (API.md: `GET /campaigns/{id}/stats/`), the dashboard's numbers.
 
-Annotators appear under their pseudonymous id, as in the annotations endpoint; usernames stay on the
-lead's page.
+Annotators appear under their pseudonymous id, as in the annotations endpoint; leads (and staff) also get
+each one's username beside it, as their dashboard shows names (API.md), researchers never do.
 """
 
 from __future__ import annotations
@@ -96,7 +96,10 @@ class GoldOutput(serializers.Serializer):
 
 
 class AnnotatorOutput(serializers.Serializer):
+    """One annotator's row; `username` only with `context={"show_usernames": True}` (the reader leads the campaign)."""
+
     annotator = serializers.CharField(source="pseudonym")
+    username = serializers.CharField(required=False, help_text="Present for the campaign's leads only.")
     labels = serializers.IntegerField()
     gold = GoldOutput()
     gold_failing = serializers.BooleanField(help_text="Judged on enough gold answers and below the minimum.")
@@ -110,6 +113,12 @@ class AnnotatorOutput(serializers.Serializer):
     time = TimingOutput()
     position_bias = ShareTestOutput(source="position", help_text="Flagged the answer shown on the left.")
     length_bias = ShareTestOutput(source="length", help_text="Preferred the longer answer.")
+
+    def to_representation(self, row) -> dict:
+        data = super().to_representation(row)
+        if not self.context.get("show_usernames"):
+            data.pop("username")
+        return data
 
 
 class BiasesOutput(serializers.Serializer):
@@ -156,4 +165,6 @@ class CampaignStatsApi(APIView):
     @extend_schema(responses={200: OutputSerializer}, operation_id="campaign_stats")
     def get(self, request, campaign_id: int):
         campaign = access.campaign_for(request.user, campaign_id, access.READ_DATA)
-        return Response(self.OutputSerializer(campaign_stats(campaign)).data)
+        # `campaign_for` read the caller's role already (staff act as every role).
+        context = {"show_usernames": request.user.is_staff or campaign.my_role in access.MANAGE}
+        return Response(self.OutputSerializer(campaign_stats(campaign), context=context).data)
