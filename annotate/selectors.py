@@ -16,7 +16,19 @@ from django.db.models.functions import Coalesce
 
 from annotate import access
 from annotate.exceptions import NotFoundError
-from annotate.models import Annotation, Assignment, Campaign, Choice, Membership, ModelRun, Pair, PairScore, PriorLabel
+from annotate.models import (
+    Annotation,
+    Assignment,
+    Campaign,
+    Choice,
+    Membership,
+    ModelRun,
+    Pair,
+    PairScore,
+    PriorLabel,
+    Side,
+)
+from annotate.spans import on_side
 
 PREFERENCE = {Choice.A, Choice.B}
 
@@ -29,6 +41,8 @@ def pseudonym(*, user_id: int, campaign_id: int) -> str:
 
 
 ANY_REASON = "any"
+# The labels that marked spans, oldest first, with only what showing the spans needs.
+MARKED_LABELS = Annotation.objects.exclude(spans=[]).only("pair_id", "annotator_id", "spans").order_by("id")
 
 
 def pair_list(
@@ -39,7 +53,7 @@ def pair_list(
     gold: bool | None = None,
     min_entropy: float | None = None,
 ) -> QuerySet[Pair]:
-    """Return the campaign's pairs with what the pair representation needs: the active scores prefetched.
+    """Return the campaign's pairs with what the pair representation needs: active scores and spans prefetched.
 
     `surfaced` is a reason (`uncertain`, `shortcut`, `suspected_noise`, `disagreement`) or `any`;
     `min_entropy` keeps pairs the active model scored at least that uncertain.
@@ -49,6 +63,7 @@ def pair_list(
         Pair.objects.filter(campaign=campaign)
         .select_related("item__image", "a", "b")
         .prefetch_related(Prefetch("scores", queryset=active_scores, to_attr="active_scores"))
+        .prefetch_related(Prefetch("annotations", queryset=MARKED_LABELS, to_attr="marked_labels"))
     )
     if status:
         qs = qs.filter(status=status)
@@ -61,6 +76,18 @@ def pair_list(
     if min_entropy is not None:
         qs = qs.filter(Exists(active_scores.filter(pair=OuterRef("pk"), entropy__gte=min_entropy)))
     return qs
+
+
+def pair_spans(pair: Pair) -> list[dict]:
+    """Return every human label's spans on the pair from `pair_list`'s prefetch, each with its annotator's pseudonym.
+
+    For leads and researchers only (the pair list and surfaced pairs): an annotator never sees another's spans.
+    """
+    return [
+        {**span, "annotator": pseudonym(user_id=label.annotator_id, campaign_id=pair.campaign_id)}
+        for label in pair.marked_labels
+        for span in label.spans
+    ]
 
 
 def pair_active_score(pair: Pair) -> PairScore | None:
@@ -291,6 +318,15 @@ class PairReview:
     consensus: dict | None  # the stored one (`Pair.consensus`), with its method; None before a refresh
     priors: list[PriorLabel]
     model_more_hallucinated: str | None  # the side the model finds worse; None when it cannot tell
+    spans: list[dict]  # every label's spans on either answer (`pair_spans`)
+
+    @property
+    def spans_a(self) -> list[dict]:
+        return on_side(self.spans, Side.A)
+
+    @property
+    def spans_b(self) -> list[dict]:
+        return on_side(self.spans, Side.B)
 
     @property
     def model_agrees(self) -> bool | None:
@@ -322,6 +358,7 @@ def pair_reviews(pairs: Iterable[Pair]) -> list[PairReview]:
                 consensus=pair.consensus or None,
                 priors=list(pair.prior_labels.all()),
                 model_more_hallucinated=_model_side(score),
+                spans=pair_spans(pair),
             )
         )
     return rows
