@@ -41,8 +41,8 @@ def pseudonym(*, user_id: int, campaign_id: int) -> str:
 
 
 ANY_REASON = "any"
-# The labels that marked spans, oldest first, with only what showing the spans needs.
-MARKED_LABELS = Annotation.objects.exclude(spans=[]).only("pair_id", "annotator_id", "spans").order_by("id")
+# A pair's human labels, oldest first, with only what the pair list and surfaced pairs show of them (votes, spans).
+SHOWN_LABELS = Annotation.objects.only("pair_id", "annotator_id", "more_hallucinated", "spans").order_by("id")
 
 
 def pair_list(
@@ -53,7 +53,7 @@ def pair_list(
     gold: bool | None = None,
     min_entropy: float | None = None,
 ) -> QuerySet[Pair]:
-    """Return the campaign's pairs with what the pair representation needs: active scores and spans prefetched.
+    """Return the campaign's pairs with what the pair representation needs: active scores and human labels prefetched.
 
     `surfaced` is a reason (`uncertain`, `shortcut`, `suspected_noise`, `disagreement`) or `any`;
     `min_entropy` keeps pairs the active model scored at least that uncertain.
@@ -63,7 +63,7 @@ def pair_list(
         Pair.objects.filter(campaign=campaign)
         .select_related("item__image", "a", "b")
         .prefetch_related(Prefetch("scores", queryset=active_scores, to_attr="active_scores"))
-        .prefetch_related(Prefetch("annotations", queryset=MARKED_LABELS, to_attr="marked_labels"))
+        .prefetch_related(Prefetch("annotations", queryset=SHOWN_LABELS, to_attr="shown_labels"))
     )
     if status:
         qs = qs.filter(status=status)
@@ -85,7 +85,7 @@ def pair_spans(pair: Pair) -> list[dict]:
     """
     return [
         {**span, "annotator": pseudonym(user_id=label.annotator_id, campaign_id=pair.campaign_id)}
-        for label in pair.marked_labels
+        for label in pair.shown_labels
         for span in label.spans
     ]
 
@@ -297,12 +297,11 @@ def model_run_live(campaign: Campaign) -> ModelRun | None:
 def surfaced_pairs(*, campaign: Campaign, reason: str = "") -> QuerySet[Pair]:
     """Return the pairs the model surfaced (for one reason, or any), most urgent first, with prior labels.
 
-    Built on `pair_list`, with the human votes prefetched too: a page of rows costs a fixed number of
+    Built on `pair_list`, whose labels give the votes and spans: a page of rows costs a fixed number of
     queries whatever its length.
     """
     return (
         pair_list(campaign=campaign, surfaced=reason or ANY_REASON)
-        .prefetch_related(Prefetch("annotations", queryset=Annotation.objects.only("pair_id", "more_hallucinated")))
         .prefetch_related("prior_labels")
         .order_by("-priority", "id")
     )
@@ -348,7 +347,7 @@ def pair_reviews(pairs: Iterable[Pair]) -> list[PairReview]:
     """Return a review row per pair of `surfaced_pairs`, reading only what it prefetched."""
     rows = []
     for pair in pairs:
-        counts = Counter(label.more_hallucinated for label in pair.annotations.all())
+        counts = Counter(label.more_hallucinated for label in pair.shown_labels)
         score = pair_active_score(pair)
         rows.append(
             PairReview(
