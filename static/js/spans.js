@@ -10,8 +10,8 @@
  * server comes back with its spans.
  *
  * Keys are declared on [data-span-tool]: M is the Mark button's data-key, which label.js clicks. The
- * first M shows a word cursor (the focused word), arrows move it, the next M starts the span there, arrows
- * extend it, M or the close key adds it, the cancel key drops it. While marking, this file takes the
+ * first M shows a word cursor (the focused word), arrows move it (up/down: the other answer), the next M
+ * starts the span there, arrows extend it, M or the close key adds it, the cancel key drops it. While marking, this file takes the
  * arrows, the close and the cancel key in the capture phase and marks them handled (preventDefault), so
  * label.js, which leaves handled keys alone, neither submits on Enter nor closes the zoom on Esc.
  */
@@ -142,7 +142,9 @@
       return;
     }
     if (state.phase === IDLE) {
-      state = { phase: POINT, answer: all[0], at: 0, anchor: 0 };
+      // Back where the last span was closed, else at the first word of the left answer.
+      var again = state.answer && state.answer.isConnected;
+      state = { phase: POINT, answer: again ? state.answer : all[0], at: again ? state.at : 0, anchor: 0 };
     } else if (state.phase === POINT) {
       state.phase = EXTEND;
       state.anchor = state.at;
@@ -158,7 +160,7 @@
     var words = wordsOf(state.answer);
     var first = words[Math.min(state.anchor, state.at)];
     var last = words[Math.max(state.anchor, state.at)];
-    state.phase = POINT;
+    state.phase = IDLE; // the next close key submits the label; the next M comes back here
     addSpan(state.answer.getAttribute("data-response"), +first.getAttribute("data-start"), +last.getAttribute("data-end"));
   }
 
