@@ -41,6 +41,13 @@ class Campaign(models.Model):
         PAUSED = "paused", "Paused"
         CLOSED = "closed", "Closed"
 
+    class Spans(models.TextChoices):
+        """Whether labels mark hallucinated spans; `rewardlab_spans_errors` (migration 0014) enforces it."""
+
+        OFF = "off", "Off: no spans"
+        OPTIONAL = "optional", "Optional"
+        REQUIRED = "required", "Required on the more hallucinated answer"
+
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
@@ -56,6 +63,7 @@ class Campaign(models.Model):
         default=5, help_text="Gold pairs an annotator answers before their gold accuracy is judged."
     )
     rationale_required = models.BooleanField(default=False)
+    spans = models.CharField(max_length=10, choices=Spans.choices, default=Spans.OPTIONAL)
     lease_seconds = models.PositiveIntegerField(default=900)
     retrain_every = models.PositiveIntegerField(default=200)
     max_extra_labels = models.PositiveSmallIntegerField(

@@ -16,7 +16,19 @@ from django.db.models.functions import Coalesce
 
 from annotate import access
 from annotate.exceptions import NotFoundError
-from annotate.models import Annotation, Assignment, Campaign, Choice, Membership, ModelRun, Pair, PairScore, PriorLabel
+from annotate.models import (
+    Annotation,
+    Assignment,
+    Campaign,
+    Choice,
+    Membership,
+    ModelRun,
+    Pair,
+    PairScore,
+    PriorLabel,
+    Side,
+)
+from annotate.spans import on_side
 
 PREFERENCE = {Choice.A, Choice.B}
 
@@ -29,6 +41,8 @@ def pseudonym(*, user_id: int, campaign_id: int) -> str:
 
 
 ANY_REASON = "any"
+# A pair's human labels, oldest first, with only what the pair list and surfaced pairs show of them (votes, spans).
+SHOWN_LABELS = Annotation.objects.only("pair_id", "annotator_id", "more_hallucinated", "spans").order_by("id")
 
 
 def pair_list(
@@ -39,7 +53,7 @@ def pair_list(
     gold: bool | None = None,
     min_entropy: float | None = None,
 ) -> QuerySet[Pair]:
-    """Return the campaign's pairs with what the pair representation needs: the active scores prefetched.
+    """Return the campaign's pairs with what the pair representation needs: active scores and human labels prefetched.
 
     `surfaced` is a reason (`uncertain`, `shortcut`, `suspected_noise`, `disagreement`) or `any`;
     `min_entropy` keeps pairs the active model scored at least that uncertain.
@@ -49,6 +63,7 @@ def pair_list(
         Pair.objects.filter(campaign=campaign)
         .select_related("item__image", "a", "b")
         .prefetch_related(Prefetch("scores", queryset=active_scores, to_attr="active_scores"))
+        .prefetch_related(Prefetch("annotations", queryset=SHOWN_LABELS, to_attr="shown_labels"))
     )
     if status:
         qs = qs.filter(status=status)
@@ -61,6 +76,18 @@ def pair_list(
     if min_entropy is not None:
         qs = qs.filter(Exists(active_scores.filter(pair=OuterRef("pk"), entropy__gte=min_entropy)))
     return qs
+
+
+def pair_spans(pair: Pair) -> list[dict]:
+    """Return every human label's spans on the pair from `pair_list`'s prefetch, each with its annotator's pseudonym.
+
+    For leads and researchers only (the pair list and surfaced pairs): an annotator never sees another's spans.
+    """
+    return [
+        {**span, "annotator": pseudonym(user_id=label.annotator_id, campaign_id=pair.campaign_id)}
+        for label in pair.shown_labels
+        for span in label.spans
+    ]
 
 
 def pair_active_score(pair: Pair) -> PairScore | None:
@@ -270,12 +297,11 @@ def model_run_live(campaign: Campaign) -> ModelRun | None:
 def surfaced_pairs(*, campaign: Campaign, reason: str = "") -> QuerySet[Pair]:
     """Return the pairs the model surfaced (for one reason, or any), most urgent first, with prior labels.
 
-    Built on `pair_list`, with the human votes prefetched too: a page of rows costs a fixed number of
+    Built on `pair_list`, whose labels give the votes and spans: a page of rows costs a fixed number of
     queries whatever its length.
     """
     return (
         pair_list(campaign=campaign, surfaced=reason or ANY_REASON)
-        .prefetch_related(Prefetch("annotations", queryset=Annotation.objects.only("pair_id", "more_hallucinated")))
         .prefetch_related("prior_labels")
         .order_by("-priority", "id")
     )
@@ -291,6 +317,15 @@ class PairReview:
     consensus: dict | None  # the stored one (`Pair.consensus`), with its method; None before a refresh
     priors: list[PriorLabel]
     model_more_hallucinated: str | None  # the side the model finds worse; None when it cannot tell
+    spans: list[dict]  # every label's spans on either answer (`pair_spans`)
+
+    @property
+    def spans_a(self) -> list[dict]:
+        return on_side(self.spans, Side.A)
+
+    @property
+    def spans_b(self) -> list[dict]:
+        return on_side(self.spans, Side.B)
 
     @property
     def model_agrees(self) -> bool | None:
@@ -312,7 +347,7 @@ def pair_reviews(pairs: Iterable[Pair]) -> list[PairReview]:
     """Return a review row per pair of `surfaced_pairs`, reading only what it prefetched."""
     rows = []
     for pair in pairs:
-        counts = Counter(label.more_hallucinated for label in pair.annotations.all())
+        counts = Counter(label.more_hallucinated for label in pair.shown_labels)
         score = pair_active_score(pair)
         rows.append(
             PairReview(
@@ -322,6 +357,7 @@ def pair_reviews(pairs: Iterable[Pair]) -> list[PairReview]:
                 consensus=pair.consensus or None,
                 priors=list(pair.prior_labels.all()),
                 model_more_hallucinated=_model_side(score),
+                spans=pair_spans(pair),
             )
         )
     return rows

@@ -39,6 +39,7 @@ class CampaignSettingsInput(StrictInput):
     show_facts = serializers.BooleanField(required=False)
     gold_share = serializers.FloatField(min_value=0, max_value=1, required=False)
     rationale_required = serializers.BooleanField(required=False)
+    spans = serializers.ChoiceField(choices=Campaign.Spans.choices, required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=86400, required=False)
     retrain_every = serializers.IntegerField(min_value=1, required=False)
     max_extra_labels = serializers.IntegerField(min_value=0, max_value=MAX_EXTRA_LABELS, required=False)

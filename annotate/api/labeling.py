@@ -45,6 +45,7 @@ class SpanInput(StrictInput):
     response = serializers.ChoiceField(choices=Side.choices)
     start = serializers.IntegerField(min_value=0)
     end = serializers.IntegerField(min_value=1)
+    type = serializers.ChoiceField(choices=HALLUCINATION_TYPES, required=False, help_text="Optional: what is wrong.")
 
 
 class AnnotationOutput(serializers.ModelSerializer):

@@ -1,7 +1,7 @@
 """Output shapes shared by several endpoints, and the base of every input serializer (`StrictInput`).
 
 The pair representation is API.md's. What an annotator may see is decided here once: facts only when
-the campaign shows them, and never gold, label counts, consensus, priority, surfacing or scores.
+the campaign shows them, and never gold, label counts, consensus, priority, surfacing, scores or spans.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rest_framework import serializers
 from annotate.api.pagination import PAGING_PARAMETERS
 from annotate.models import Campaign, ImportJob, Membership, ModelRun, Pair, PairScore
 from annotate.quality.consensus import CONSENSUS_METHODS
-from annotate.selectors import pair_active_score
+from annotate.selectors import pair_active_score, pair_spans
 from annotate.views.images import image_url
 
 
@@ -128,6 +128,16 @@ class PairScoreOutput(serializers.ModelSerializer):
         read_only_fields = fields  # an output: every field is always present, so the schema marks it required
 
 
+class MarkedSpanOutput(serializers.Serializer):
+    """A span one annotator marked (API.md, "Labels"), in the response's own text, with who marked it."""
+
+    response = serializers.ChoiceField(choices=["a", "b"])
+    start = serializers.IntegerField()
+    end = serializers.IntegerField()
+    type = serializers.CharField(required=False, help_text="The hallucination type, when the annotator gave one.")
+    annotator = serializers.CharField(help_text="The annotator's pseudonym in this campaign.")
+
+
 class AnnotatorPairOutput(serializers.Serializer):
     """A pair as an annotator sees it (API.md: "an annotator never sees" its gold flag, counts, consensus, scores)."""
 
@@ -151,6 +161,7 @@ class PairOutput(serializers.Serializer):
     priority = serializers.FloatField()
     surfaced = serializers.ListField(child=serializers.CharField())
     score = serializers.SerializerMethodField()
+    spans = serializers.SerializerMethodField()
 
     @extend_schema_field(ConsensusOutput(allow_null=True))
     def get_consensus(self, pair: Pair) -> dict | None:
@@ -162,6 +173,11 @@ class PairOutput(serializers.Serializer):
         score = pair_active_score(pair)
         return None if score is None else PairScoreOutput(score).data
 
+    @extend_schema_field(MarkedSpanOutput(many=True))
+    def get_spans(self, pair: Pair) -> list[dict]:
+        # Every human label's spans, from `pair_list`'s prefetch; the pair list is for leads and researchers only.
+        return pair_spans(pair)
+
 
 class CampaignOutput(serializers.ModelSerializer):
     role = serializers.SerializerMethodField()
@@ -171,7 +187,7 @@ class CampaignOutput(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "instructions", "status", "overlap", "strength_scale", "strength_labels",
-            "show_facts", "gold_share", "rationale_required", "lease_seconds", "retrain_every",
+            "show_facts", "gold_share", "rationale_required", "spans", "lease_seconds", "retrain_every",
             "max_extra_labels", "priority_weights", "surface_thresholds", "active_model", "created_at", "role",
             "counts",
         ]  # fmt: skip

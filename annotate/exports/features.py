@@ -57,6 +57,8 @@ _COMMON = {
     "chosen_id": STRING,
     "rejected_id": STRING,
     "margin": FLOAT,
+    # `reward` and `trl-dpo`: the rejected answer's marked spans; fixed keys, so a typed struct, not JSON text.
+    "spans": sequence({"start": INT, "end": INT, "text": STRING, "type": STRING, "annotators": INT}),
 }
 # Each format's own columns, where they differ from _COMMON or share a name with another type.
 _OWN = {

@@ -24,6 +24,7 @@ Column names follow what the tools read (checked against their sources):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ class Format:
     paired: bool = True  # only pairs with a preferred side
     per_annotation: bool = False
     corrupted: bool = False  # writes mDPO's corrupted image per row
+    spans: bool = False  # writes the rejected answer's marked spans (`rejected_spans`)
 
 
 # Provenance columns, after each format's own.
@@ -72,6 +74,29 @@ PAIRED_EXTRA = {
     "margin": "Bradley–Terry margin of the label's strength (the campaign's margins; 0 without a strength)",
     **COMMON_EXTRA,
 }
+
+
+SPANS_HELP = (
+    "hallucinated spans humans marked in the rejected answer, RLHF-V-style fine-grained feedback: "
+    "[{start, end, text, type, annotators}], character offsets in rejected's text, type null when not given, "
+    "annotators = how many marked exactly that span with that type"
+)
+
+
+def rejected_spans(row: PairRow) -> list[dict]:
+    """Return the spans the pair's human labels marked in the rejected (more hallucinated) answer, with their text.
+
+    Spans on the chosen answer are left out: a row's fine-grained feedback is about what it rejects, as
+    RLHF-V's segment-level corrections are. The same span marked by several annotators is one entry.
+    """
+    side = row.verdict.more_hallucinated
+    text = row.a.text if side == "a" else row.b.text
+    counts = Counter((span["start"], span["end"], span.get("type")) for span in row.spans if span["response"] == side)
+    ordered = sorted(counts.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or ""))
+    return [
+        {"start": start, "end": end, "text": text[start:end], "type": kind, "annotators": n}
+        for (start, end, kind), n in ordered
+    ]
 
 
 def _sides(row: PairRow):
@@ -133,6 +158,7 @@ def reward_rows(row: PairRow) -> list[dict]:
         "chosen": [{"role": "assistant", "content": chosen.text}],
         "rejected": [{"role": "assistant", "content": rejected.text}],
         "images": [row.item.image],
+        "spans": rejected_spans(row),
     }
     return [{**own, **_paired_extra(row)}]
 
@@ -144,6 +170,7 @@ def trl_dpo_rows(row: PairRow) -> list[dict]:
         "chosen": assistant_turn(chosen.text),
         "rejected": assistant_turn(rejected.text),
         "images": [row.item.image],
+        "spans": rejected_spans(row),
     }
     return [{**own, **_paired_extra(row)}]
 
@@ -263,12 +290,19 @@ FORMATS: dict[str, Format] = {
             "chosen": 'the less hallucinated answer: [{"role": "assistant", "content": text}] (TRL reads it)',
             "rejected": 'the more hallucinated answer: [{"role": "assistant", "content": text}] (TRL reads it)',
             "images": "the image's path in the snapshot, one per row (TRL's RewardTrainer ignores it: text only)",
+            "spans": f"{SPANS_HELP} (TRL ignores it)",
             **PAIRED_EXTRA,
             "margin": f"{PAIRED_EXTRA['margin']} (TRL's RewardTrainer subtracts it in its loss)",
             "weight": f"{PAIRED_EXTRA['weight']} (TRL's RewardTrainer ignores it)",
         },
+        spans=True,
     ),
-    "trl-dpo": Format("trl-dpo", trl_dpo_rows, {**_TRL_PREFERENCE, **PAIRED_EXTRA}),
+    "trl-dpo": Format(
+        "trl-dpo",
+        trl_dpo_rows,
+        {**_TRL_PREFERENCE, "spans": f"{SPANS_HELP} (TRL ignores it)", **PAIRED_EXTRA},
+        spans=True,
+    ),
     "mdpo": Format(
         "mdpo",
         mdpo_rows,
@@ -339,7 +373,7 @@ FORMATS: dict[str, Format] = {
             "more_hallucinated": "the label: a, b, both or neither (canonical a/b)",
             "strength": "1..S for a/b, null for both/neither",
             "hallucination_types": "the types the annotator ticked",
-            "spans": "hallucinated character spans [{response, start, end}]",
+            "spans": "hallucinated character spans [{response, start, end, type?}], offsets in that response's text",
             "rationale": "the annotator's rationale",
             "annotator": "a pseudonymous annotator id, stable within the campaign only",
             "shown_left": "the side shown on the left (a or b)",

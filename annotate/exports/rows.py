@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db.models import Exists, FilteredRelation, OuterRef, Q, QuerySet
+from django.contrib.postgres.aggregates import JSONBAgg
+from django.db.models import Exists, FilteredRelation, JSONField, OuterRef, Q, QuerySet, Subquery
 
 from annotate.exports.filters import ExportFilters
 from annotate.exports.jsontext import loads
@@ -138,6 +139,7 @@ class PairRow(NamedTuple):
     margin: float
     weight: float
     scores: dict[str, float | None]
+    spans: list[dict]  # every span the pair's human labels marked (read only for formats that show them)
 
 
 class AnnotationRow(NamedTuple):
@@ -202,11 +204,17 @@ def judge(spec: Spec, verdicts: Verdicts, row: dict) -> Verdict | str:
     return verdict
 
 
-def pair_rows(spec: Spec, verdicts: Verdicts, *, skipped: Counter, on_progress: ProgressCallback) -> Iterator[PairRow]:
-    """Yield each kept pair in id order; count each left-out pair in `skipped` under its reason."""
+def pair_rows(
+    spec: Spec, verdicts: Verdicts, *, skipped: Counter, on_progress: ProgressCallback, spans: bool = False
+) -> Iterator[PairRow]:
+    """Yield each kept pair in id order; count each left-out pair in `skipped` under its reason.
+
+    With `spans`, each row carries the spans its human labels marked (those the spec allows): a subquery per
+    pair, so only the formats that write spans pay for it.
+    """
     pairs = _pairs(spec)
     total = max(pairs.count(), 1)
-    for seen, row in enumerate(_pair_stream(spec, pairs), start=1):
+    for seen, row in enumerate(_pair_stream(spec, pairs, spans=spans), start=1):
         if seen % PROGRESS_EVERY == 0:
             on_progress(seen / total)
         verdict = judge(spec, verdicts, row)
@@ -257,9 +265,12 @@ class _Pseudonyms:
         return self.known[user_id]
 
 
-def _pair_stream(spec: Spec, pairs: QuerySet[Pair]) -> Iterator[dict]:
+def _pair_stream(spec: Spec, pairs: QuerySet[Pair], *, spans: bool = False) -> Iterator[dict]:
     """Stream pairs in id order with their item, answers and (with a model run) the run's scores and weight."""
     columns = list(PAIR_COLUMNS)
+    if spans:
+        pairs = pairs.annotate(marked_spans=_marked_spans(spec))
+        columns.append(("spans", "marked_spans"))
     if spec.run_id is not None:
         scored = Q(scores__run_id=spec.run_id, scores__pk__lte=spec.cutoff.score)
         pairs = pairs.annotate(run_score=FilteredRelation("scores", condition=scored))
@@ -267,6 +278,13 @@ def _pair_stream(spec: Spec, pairs: QuerySet[Pair]) -> Iterator[dict]:
     for row in _dicts(pairs.order_by("id"), columns):
         row["item"], row["answers"] = _item(spec, row), _answers(row)
         yield row
+
+
+def _marked_spans(spec: Spec) -> Subquery:
+    """Return the pair's human labels' span lists (a JSON list of lists, oldest label first), null when none."""
+    labels = human_labels(spec, Annotation.objects.filter(pair_id=OuterRef("pk"))).exclude(spans=[])
+    lists = labels.order_by().values("pair_id").annotate(lists=JSONBAgg("spans", order_by="id")).values("lists")
+    return Subquery(lists, output_field=JSONField())
 
 
 def _pairs(spec: Spec) -> QuerySet[Pair]:
@@ -322,6 +340,7 @@ def _pair_row(spec: Spec, row: dict, verdict: Verdict) -> PairRow:
         margin=label_margin(verdict.strength, spec.margins),
         weight=round((1.0 if sfc is None else sfc) * trust, 6),
         scores={name: row.get(name) for name in SCORE_FIELDS},
+        spans=[span for spans in row.get("spans") or () for span in spans],
     )
 
 

@@ -55,8 +55,9 @@ class Submitted:
 def label_shape_errors(label: LabelInput) -> dict[str, str]:
     """Return what is wrong with a label on its own, per field; the campaign and the pair are checked in SQL.
 
-    `rewardlab_submit` (migration 0011) checks the strength against the campaign's scale, the spans against
-    the answers' lengths and the rationale the campaign may require, and names the field the same way.
+    `rewardlab_submit` (migration 0011) checks the strength against the campaign's scale and the rationale
+    the campaign may require, and `rewardlab_spans_errors` (0014) the spans against the answers' lengths and
+    the campaign's spans setting; they name the field the same way.
     """
     errors: dict[str, str] = {}
     if label.more_hallucinated not in Choice.values:
@@ -83,6 +84,8 @@ def _span_shape_error(spans: tuple[dict, ...]) -> str | None:
         start, end = span.get("start"), span.get("end")
         if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
             return f"Span {index}: start and end must be integers, got start={start!r}, end={end!r}."
+        if span.get("type") not in (None, *HALLUCINATION_TYPES):
+            return f"Span {index}: type must be one of {', '.join(HALLUCINATION_TYPES)}, got {span.get('type')!r}."
     return None
 
 

@@ -32,6 +32,7 @@ EDITABLE_SETTINGS = (
     "show_facts",
     "gold_share",
     "rationale_required",
+    "spans",
     "lease_seconds",
     "retrain_every",
     "max_extra_labels",

@@ -394,7 +394,7 @@ def _kept(
     if fmt.per_annotation:
         rows = annotation_rows(spec, verdicts, skipped=summary.skipped, on_progress=progress)
     else:
-        rows = pair_rows(spec, verdicts, skipped=summary.skipped, on_progress=progress)
+        rows = pair_rows(spec, verdicts, skipped=summary.skipped, on_progress=progress, spans=fmt.spans)
     last_pair = None
     for row in rows:
         reason = None if fmt.per_annotation else keeps(fmt, row)

@@ -56,7 +56,7 @@ SECTIONS = (
     Section("About", ("name", "instructions")),
     Section(
         "Labeling",
-        ("overlap", "strength_scale", "lease_seconds", "strength_labels", "show_facts", "rationale_required"),
+        ("overlap", "strength_scale", "lease_seconds", "strength_labels", "show_facts", "rationale_required", "spans"),
     ),
     Section("Gold pairs", ("gold_share", "min_gold_accuracy", "gold_min_answered")),
     Section("Reward model", ("retrain_every", "max_extra_labels")),
@@ -120,6 +120,11 @@ class CampaignForm(forms.Form):
     )
     rationale_required = forms.BooleanField(
         required=False, label="Require a rationale", help_text="Annotators must say why, with every label."
+    )
+    spans = forms.ChoiceField(
+        choices=Campaign.Spans.choices,
+        label="Hallucinated spans",
+        help_text="Annotators mark the hallucinated words; required: on the answer they pick, for A or B.",
     )
     gold_share = forms.FloatField(
         widget=forms.NumberInput(attrs={"step": "any"}),

@@ -7,11 +7,13 @@ Every action works as a plain POST + redirect; with htmx the next pair's panel s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -62,6 +64,26 @@ class AssignmentForm(forms.Form):
     assignment = forms.IntegerField(min_value=1)
 
 
+# A posted span, as static/js/spans.js writes it: canonical side, offsets in that response's text, optional type.
+POSTED_SPAN = re.compile(r"(?P<response>[ab]):(?P<start>\d{1,9}):(?P<end>\d{1,9})(?::(?P<type>\w*))?", re.ASCII)
+
+
+class SpansField(forms.Field):
+    """Parse the posted spans, one `side:start:end[:type]` value each; whether they fit is the service's business."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: list[str] | None) -> list[dict]:
+        spans = []
+        for index, raw in enumerate(value or []):
+            match = POSTED_SPAN.fullmatch(raw)
+            if match is None:
+                raise ValidationError(f"Span {index}: expected side:start:end[:type], got {raw!r}.")
+            span = {"response": match["response"], "start": int(match["start"]), "end": int(match["end"])}
+            spans.append({**span, "type": match["type"]} if match["type"] else span)
+        return spans
+
+
 class LabelForm(AssignmentForm):
     """Parse the label form; what makes a label valid is the service's business, not this form's."""
 
@@ -72,6 +94,7 @@ class LabelForm(AssignmentForm):
     hallucination_types = forms.MultipleChoiceField(
         choices=[(name, name) for name in HALLUCINATION_TYPES], required=False
     )
+    spans = SpansField(required=False)
     rationale = forms.CharField(required=False)
     duration_ms = forms.IntegerField(required=False)
 
@@ -100,6 +123,7 @@ def label_input(data: dict, *, left: str) -> LabelInput:
         more_hallucinated=choice,
         strength=data["strength"] if choice in (Side.A, Side.B) else None,
         hallucination_types=tuple(data["hallucination_types"]),
+        spans=tuple(data["spans"]),
         rationale=data["rationale"],
         duration_ms=data["duration_ms"],
     )
@@ -169,6 +193,8 @@ def _render_panel(
             image_src=image_url(item.image),
             left_response=left,
             right_response=right,
+            right_side=Side.B if assignment.left == Side.A else Side.A,
+            spans_on=campaign.spans != Campaign.Spans.OFF,
             facts=item.facts if campaign.show_facts else None,
         )
     template = PANEL_TEMPLATE if request.htmx else PAGE_TEMPLATE
@@ -210,6 +236,7 @@ def label_submit(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
         "strength": request.POST.get("strength", ""),
         "hallucination_types": request.POST.getlist("hallucination_types"),
         "rationale": request.POST.get("rationale", ""),
+        "spans": request.POST.getlist("spans"),
     }
     if form.errors:
         errors = {field: " ".join(messages) for field, messages in form.errors.items()}
