@@ -127,9 +127,7 @@ def annotation_before(*, campaign: Campaign, annotator: AbstractBaseUser, before
     """Return the annotator's label given just before the label `before` (their latest when None), to edit it."""
     labels = Annotation.objects.select_related(
         "assignment__pair__item__image", "assignment__pair__a", "assignment__pair__b"
-    ).filter(
-        pair__campaign=campaign, annotator=annotator
-    )
+    ).filter(pair__campaign=campaign, annotator=annotator)
     if before is not None:
         labels = labels.filter(pk__lt=before)
     annotation = labels.order_by("-pk").first()
