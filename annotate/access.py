@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from typing import NoReturn, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Model, OuterRef, QuerySet, Subquery
+from django.db.models import F, Model, OuterRef, QuerySet, Subquery
 
 from annotate.exceptions import NotFoundError, PermissionDeniedError
-from annotate.models import Campaign, ImportJob, Membership
+from annotate.models import Annotation, Campaign, ImportJob, Membership
 
 Role = Membership.Role
 T = TypeVar("T", bound=Model)
@@ -112,3 +112,22 @@ def import_job_for(user: AbstractBaseUser, job_id: int) -> ImportJob:
     """Return an import job if the user leads its campaign."""
     jobs = ImportJob.objects.select_related("created_by", "campaign")
     return campaign_object_for(user, jobs, job_id, MANAGE, what="import job")
+
+
+def annotation_for(user: AbstractBaseUser, annotation_id: int, roles: Iterable[str]) -> Annotation:
+    """Return an annotation if the user holds one of `roles` in its campaign; an annotator gets only their own.
+
+    Another annotator's label answers like a missing id, as another's assignment does: they may not know it
+    exists. A lead or researcher may read every label (`READ_DATA`) but is refused by role where only its
+    annotator may act (`LABEL`).
+    """
+    rows = Annotation.objects.select_related("pair__item", "pair__a", "pair__b")
+    annotation = rows.annotate(campaign_id=F("pair__campaign_id")).filter(pk=annotation_id).first()
+    if annotation is None:
+        raise NotFoundError(f"No annotation {annotation_id}.")
+    campaign = campaign_for(user, annotation.campaign_id)
+    if campaign.my_role == Role.ANNOTATOR and annotation.annotator_id != user.pk:
+        raise NotFoundError(f"No annotation {annotation_id}.")
+    if not user.is_staff and campaign.my_role not in roles:
+        refuse(campaign_id=campaign.pk, role=campaign.my_role, roles=roles)
+    return annotation

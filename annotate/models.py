@@ -65,6 +65,9 @@ class Campaign(models.Model):
     rationale_required = models.BooleanField(default=False)
     spans = models.CharField(max_length=10, choices=Spans.choices, default=Spans.OPTIONAL)
     lease_seconds = models.PositiveIntegerField(default=900)
+    edit_window_minutes = models.PositiveIntegerField(
+        default=30, help_text="How long after labeling a pair an annotator may change that label (0: never)."
+    )
     retrain_every = models.PositiveIntegerField(default=200)
     max_extra_labels = models.PositiveSmallIntegerField(
         default=2, help_text="How many labels beyond the overlap a surfaced pair may ask for."
@@ -80,8 +83,10 @@ class Campaign(models.Model):
     # Human labels saved so far, counted in the submit transaction, and the count when a retrain was last asked.
     human_labels = models.PositiveIntegerField(default=0)
     labels_at_last_request = models.PositiveIntegerField(default=0)
+    # Changes of a human label by its annotator so far; an edit is no new label (`services.annotations`).
+    label_edits = models.PositiveIntegerField(default=0)
     # The consensus refresh (`services.quality`): when a label asked for one no worker has started yet, when
-    # the last one started, and how many human labels there were then (fewer than now: it is stale).
+    # the last one started, and how many human labels and edits there were then (fewer than now: it is stale).
     consensus_requested_at = models.DateTimeField(null=True, blank=True)
     consensus_started_at = models.DateTimeField(null=True, blank=True)
     consensus_labels = models.PositiveIntegerField(default=0)
@@ -258,7 +263,11 @@ class Assignment(models.Model):
 
 
 class Annotation(models.Model):
-    """One human label; one per assignment, so a double submit can never make two."""
+    """One human label; one per assignment, so a double submit can never make two.
+
+    The row is always the label's latest version, which counts, consensus, gold and exports read; an edit
+    by its annotator moves the version it replaces to `AnnotationVersion` (API.md, `PATCH /annotations/{id}/`).
+    """
 
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="annotation")
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="annotations")
@@ -271,12 +280,42 @@ class Annotation(models.Model):
     shown_left = models.CharField(max_length=1, choices=Side.choices)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # 1 as first given, one more per edit; a database default, since `rewardlab_submit` inserts the row itself.
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    edited_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["pair", "created_at"], name="annotation_pair_idx")]
 
     def __str__(self) -> str:
         return f"{self.more_hallucinated}/{self.strength} on pair {self.pair_id}"
+
+
+class AnnotationVersion(models.Model):
+    """A version of a label that an edit replaced, kept with the time it was given: nothing is lost.
+
+    Number 1 is the label as first given. The latest version is the annotation row itself, never copied here.
+    """
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    more_hallucinated = models.CharField(max_length=8, choices=Choice.choices)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    hallucination_types = models.JSONField(default=list, blank=True)
+    spans = models.JSONField(default=list, blank=True)
+    rationale = models.TextField(blank=True)
+    created_at = models.DateTimeField()  # when this version was given
+    replaced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["annotation", "number"]
+        constraints = [
+            # The backstop for "no lost version": two edits that both read version n cannot both store it.
+            models.UniqueConstraint(fields=["annotation", "number"], name="annotation_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.number} of annotation {self.annotation_id}"
 
 
 class Job(models.Model):

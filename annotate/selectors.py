@@ -150,6 +150,19 @@ def annotation_list(*, campaign: Campaign) -> QuerySet[Annotation]:
     )
 
 
+def annotation_before(*, campaign: Campaign, annotator: AbstractBaseUser, before: int | None) -> Annotation:
+    """Return the annotator's label given just before the label `before` (their latest when None), to edit it."""
+    labels = Annotation.objects.select_related(
+        "assignment__pair__item__image", "assignment__pair__a", "assignment__pair__b"
+    ).filter(pair__campaign=campaign, annotator=annotator)
+    if before is not None:
+        labels = labels.filter(pk__lt=before)
+    annotation = labels.order_by("-pk").first()
+    if annotation is None:
+        raise NotFoundError("You have no earlier label in this campaign to go back to.")
+    return annotation
+
+
 def annotator_done_count(*, campaign: Campaign, user_id: int) -> int:
     return Annotation.objects.filter(pair__campaign=campaign, annotator_id=user_id).count()
 

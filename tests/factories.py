@@ -9,6 +9,7 @@ from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
 from annotate.models import (
+    Annotation,
     Assignment,
     Campaign,
     ExportSnapshot,
@@ -89,6 +90,7 @@ def url_ids(
     run: ModelRun,
     snapshot: ExportSnapshot,
     assignment: Assignment,
+    annotation: Annotation,
     image: Image,
 ) -> dict[str, int | str]:
     """Fill every id-taking URL kwarg of the site with an object of one campaign (the membership's)."""
@@ -101,5 +103,6 @@ def url_ids(
         "snapshot_id": snapshot.pk,
         "export_id": snapshot.pk,
         "assignment_id": assignment.pk,
+        "annotation_id": annotation.pk,
         "sha256": image.sha256,
     }

@@ -25,8 +25,19 @@ from django.urls import NoReverseMatch, reverse
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.views import APIView
 
+from annotate import clock
 from annotate.api.authentication import TokenAuthentication
-from annotate.models import Annotation, Campaign, ExportSnapshot, ImportJob, ImportUpload, Membership, ModelRun
+from annotate.models import (
+    Annotation,
+    Assignment,
+    Campaign,
+    ExportSnapshot,
+    ImportJob,
+    ImportUpload,
+    Membership,
+    ModelRun,
+    Pair,
+)
 from annotate.services.assignments import assignment_next
 from tests import factories
 from tests.test_hostile_ids import routes, url_patterns
@@ -65,9 +76,25 @@ def world(campaign, make_user) -> World:
         run=run,
         snapshot=snapshot,
         assignment=assignment_next(campaign=campaign, annotator=ann2).assignment,
+        annotation=_given(pairs[3], ann2),
         image=pairs[0].item.image,
     )
     return World(campaign=campaign, ids=ids)
+
+
+def _given(pair: Pair, annotator) -> Annotation:
+    """A label the annotator gave just now, so it may still be changed."""
+    now = clock.now()
+    assignment = Assignment.objects.create(
+        pair=pair, annotator=annotator, left="a", status="done", leased_at=now, expires_at=now, finished_at=now
+    )
+    return Annotation.objects.create(
+        assignment=assignment, pair=pair, annotator=annotator, more_hallucinated="a", strength=2, shown_left="a"
+    )
+
+
+def _edited(world: World) -> bool:
+    return Annotation.objects.get(pk=world.ids["annotation_id"]).version > 1
 
 
 def _upload(campaign: Campaign) -> ImportUpload:
@@ -240,6 +267,14 @@ PAGE_WRITES: dict[str, Write] = {
         check=lambda w: Annotation.objects.filter(assignment_id=w.ids["assignment_id"]).exists(),
     ),
     "label-skip": Write("ann2", lambda w: {"assignment": w.ids["assignment_id"]}),
+    "label-edit": Write(
+        "ann2",
+        lambda w: {
+            "assignment": Annotation.objects.get(pk=w.ids["annotation_id"]).assignment_id,
+            "more_hallucinated": "neither",
+        },
+        check=_edited,
+    ),
     "import-page": Write(
         "lead",
         files={"file": ("items.jsonl", PACKAGE)},
@@ -286,6 +321,13 @@ API_WRITES: dict[tuple[str, str], Write] = {
     ("api-imports", "post"): Write("lead", status=202, files={"file": ("items.jsonl", PACKAGE)}),
     ("api-annotations", "post"): Write("ann2", lambda w: _label(w, "assignment_id"), 201, args=lambda w: {}),
     ("api-skip", "post"): Write("ann2", status=204, args=lambda w: {"assignment_id": w.ids["assignment_id"]}),
+    ("api-annotation", "patch"): Write(
+        "ann2",
+        lambda w: {"more_hallucinated": "neither"},
+        200,
+        args=lambda w: {"annotation_id": w.ids["annotation_id"]},
+        check=_edited,
+    ),
     ("api-models", "post"): Write("lead", status=202),
     ("api-exports", "post"): Write("res", lambda w: {"format": "annotations"}, 202),
 }

@@ -124,6 +124,7 @@ def world(campaign, make_user) -> World:
         run=run,
         snapshot=snapshot,
         assignment=assignment,
+        annotation=Annotation.objects.get(pair=pairs[0], annotator=ann1),
         image=image,
     )
     return World(a=a, b=b, ids=ids, b_assignment=assignment)

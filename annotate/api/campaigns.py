@@ -16,6 +16,7 @@ from annotate.api.serializers import CampaignOutput, MembershipOutput, StrictInp
 from annotate.models import Campaign, Membership
 from annotate.selectors import campaign_counts
 from annotate.services.campaigns import (
+    MAX_EDIT_WINDOW_MINUTES,
     MAX_EXTRA_LABELS,
     MAX_STRENGTH_LABEL_LENGTH,
     campaign_create,
@@ -41,6 +42,7 @@ class CampaignSettingsInput(StrictInput):
     rationale_required = serializers.BooleanField(required=False)
     spans = serializers.ChoiceField(choices=Campaign.Spans.choices, required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=86400, required=False)
+    edit_window_minutes = serializers.IntegerField(min_value=0, max_value=MAX_EDIT_WINDOW_MINUTES, required=False)
     retrain_every = serializers.IntegerField(min_value=1, required=False)
     max_extra_labels = serializers.IntegerField(min_value=0, max_value=MAX_EXTRA_LABELS, required=False)
     priority_weights = serializers.DictField(child=serializers.FloatField(), required=False)

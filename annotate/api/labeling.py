@@ -1,9 +1,9 @@
-"""The annotator's loop over REST: lease the next pair, submit a label, skip."""
+"""The annotator's loop over REST: lease the next pair, submit a label, skip, and change a label given lately."""
 
 from __future__ import annotations
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,8 +12,9 @@ from annotate import access
 from annotate.api.pagination import IdCursorPagination, paginated
 from annotate.api.schema import CONFLICT, NOT_FOUND
 from annotate.api.serializers import AnnotatorPairOutput, StrictInput
-from annotate.models import HALLUCINATION_TYPES, Annotation, Choice, Side
+from annotate.models import HALLUCINATION_TYPES, Annotation, AnnotationVersion, Choice, Side
 from annotate.selectors import annotation_list, pseudonym
+from annotate.services.annotation_edits import annotation_edit
 from annotate.services.annotations import LabelInput, annotation_save
 from annotate.services.assignments import assignment_skip, lease_take
 
@@ -66,6 +67,40 @@ class AnnotationOutput(serializers.ModelSerializer):
         return pseudonym(user_id=annotation.annotator_id, campaign_id=annotation.pair.campaign_id)
 
 
+class AnnotationVersionOutput(serializers.ModelSerializer):
+    replaced_at = serializers.DateTimeField(allow_null=True, help_text="Null for the latest version.")
+
+    class Meta:
+        model = AnnotationVersion
+        fields = [
+            "number", "more_hallucinated", "strength", "hallucination_types", "spans", "rationale", "created_at",
+            "replaced_at",
+        ]  # fmt: skip
+
+
+class AnnotationDetailOutput(AnnotationOutput):
+    """One label as it is now, with every version it had, oldest first; the last is the label itself."""
+
+    versions = serializers.SerializerMethodField()
+
+    class Meta(AnnotationOutput.Meta):
+        fields = [*AnnotationOutput.Meta.fields, "version", "edited_at", "versions"]
+
+    @extend_schema_field(AnnotationVersionOutput(many=True))
+    def get_versions(self, annotation: Annotation) -> list[dict]:
+        latest = AnnotationVersion(
+            number=annotation.version,
+            more_hallucinated=annotation.more_hallucinated,
+            strength=annotation.strength,
+            hallucination_types=annotation.hallucination_types,
+            spans=annotation.spans,
+            rationale=annotation.rationale,
+            created_at=annotation.edited_at or annotation.created_at,
+            replaced_at=None,
+        )
+        return AnnotationVersionOutput([*annotation.versions.all(), latest], many=True).data
+
+
 class AnnotationCreateApi(APIView):
     """Submit a label for your assignment; resubmitting returns the first annotation (200), never a second."""
 
@@ -99,6 +134,36 @@ class AnnotationCreateApi(APIView):
         submitted = annotation_save(assignment_id=data["assignment"], user_id=request.user.pk, label=label)
         code = status.HTTP_201_CREATED if submitted.created else status.HTTP_200_OK
         return Response(submitted.body, status=code)
+
+
+class AnnotationDetailApi(APIView):
+    """GET one label with its versions (its annotator, leads, researchers). PATCH changes your own label within
+    the campaign's edit window; the version it replaces is kept, and the label stays one label (409 after it)."""
+
+    class InputSerializer(StrictInput):
+        more_hallucinated = serializers.ChoiceField(choices=Choice.choices, required=False)
+        strength = serializers.IntegerField(required=False, allow_null=True)
+        hallucination_types = serializers.ListField(
+            child=serializers.ChoiceField(choices=HALLUCINATION_TYPES), required=False
+        )
+        spans = SpanInput(many=True, required=False)
+        rationale = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+
+    @extend_schema(responses={200: AnnotationDetailOutput})
+    def get(self, request, annotation_id: int):
+        annotation = access.annotation_for(request.user, annotation_id, access.LABEL | access.READ_DATA)
+        return Response(AnnotationDetailOutput(annotation).data)
+
+    @extend_schema(request=InputSerializer, responses={200: AnnotationDetailOutput, 409: CONFLICT})
+    def patch(self, request, annotation_id: int):
+        access.annotation_for(request.user, annotation_id, access.LABEL)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        changes = dict(serializer.validated_data)
+        if "spans" in changes:
+            changes["spans"] = [dict(span) for span in changes["spans"]]
+        annotation = annotation_edit(annotation_id=annotation_id, user_id=request.user.pk, changes=changes)
+        return Response(AnnotationDetailOutput(annotation).data)
 
 
 class AssignmentSkipApi(APIView):

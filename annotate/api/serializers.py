@@ -187,7 +187,8 @@ class CampaignOutput(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "instructions", "status", "overlap", "strength_scale", "strength_labels",
-            "show_facts", "gold_share", "rationale_required", "spans", "lease_seconds", "retrain_every",
+            "show_facts", "gold_share", "rationale_required", "spans", "lease_seconds", "edit_window_minutes",
+            "retrain_every",
             "max_extra_labels", "priority_weights", "surface_thresholds", "active_model", "created_at", "role",
             "counts",
         ]  # fmt: skip

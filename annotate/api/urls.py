@@ -24,6 +24,7 @@ v1 = [
     path("imports/<int:job_id>/", imports.ImportJobDetailApi.as_view(), name="api-import"),
     path("campaigns/<int:campaign_id>/next-pair/", labeling.NextPairApi.as_view(), name="api-next-pair"),
     path("annotations/", labeling.AnnotationCreateApi.as_view(), name="api-annotations"),
+    path("annotations/<int:annotation_id>/", labeling.AnnotationDetailApi.as_view(), name="api-annotation"),
     path("assignments/<int:assignment_id>/skip/", labeling.AssignmentSkipApi.as_view(), name="api-skip"),
     path("campaigns/<int:campaign_id>/pairs/", data.CampaignPairsApi.as_view(), name="api-pairs"),
     path(

@@ -17,7 +17,7 @@ CREATE INDEX IF NOT EXISTS rewardlab_cache_expires ON rewardlab_cache (expires);
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0013_exportjob_container'),
+        ('annotate', '0015_annotation_versions'),
     ]
 
     operations = [

@@ -34,6 +34,7 @@ EDITABLE_SETTINGS = (
     "rationale_required",
     "spans",
     "lease_seconds",
+    "edit_window_minutes",
     "retrain_every",
     "max_extra_labels",
     "priority_weights",
@@ -47,6 +48,7 @@ PRIORITY_SETTINGS = {"priority_weights", "surface_thresholds", "overlap", "max_e
 # The bounds the REST API's input states too (annotate/api/campaigns.py).
 MAX_EXTRA_LABELS = 10
 MAX_STRENGTH_LABEL_LENGTH = 40
+MAX_EDIT_WINDOW_MINUTES = 7 * 24 * 60  # a week: past it, a label is settled data others have trained on
 
 
 def _validated(campaign: Campaign) -> Campaign:
@@ -62,6 +64,10 @@ def _validated(campaign: Campaign) -> Campaign:
         errors["overlap"] = f"Expected at least one label per pair, got {campaign.overlap}."
     if campaign.lease_seconds < 30:
         errors["lease_seconds"] = f"Expected a lease of at least 30 seconds, got {campaign.lease_seconds}."
+    if campaign.edit_window_minutes > MAX_EDIT_WINDOW_MINUTES:
+        errors["edit_window_minutes"] = (
+            f"Expected an edit window of 0 to {MAX_EDIT_WINDOW_MINUTES} minutes, got {campaign.edit_window_minutes}."
+        )
     if campaign.retrain_every < 1:
         errors["retrain_every"] = f"Expected at least one new label between retrains, got {campaign.retrain_every}."
     if not 0 <= campaign.max_extra_labels <= MAX_EXTRA_LABELS:

@@ -26,6 +26,8 @@ from annotate.stats import NO_GOLD, GoldScore, gold_failing, gold_scores, label_
 CONSENSUS_LOST_AFTER_SECONDS = 30
 # At most one refresh of a campaign starts in this many seconds: the fit is campaign-wide.
 CONSENSUS_EVERY_SECONDS = 5
+# What a refresh has seen, counted: every new label and every edit of one changes the consensus it fits.
+LABEL_CHANGES = F("human_labels") + F("label_edits")
 
 
 def consensus_request(*, campaign_id: int) -> bool:
@@ -70,12 +72,12 @@ def consensus_send_claimed(*, campaign_id: int, claimed_at: datetime) -> bool:
 
 
 def consensus_send_stale() -> int:
-    """Ask for a refresh of every campaign with labels its stored consensus has not seen; return how many sent.
+    """Ask for a refresh of every campaign with labels or edits its stored consensus has not seen; return how many.
 
     A worker's beat calls it, so the last labels of a burst, saved while a refresh had just started, are in
     the stored consensus within one beat even when no label follows them.
     """
-    stale = Campaign.objects.filter(consensus_labels__lt=F("human_labels")).values_list("pk", flat=True)
+    stale = Campaign.objects.filter(consensus_labels__lt=LABEL_CHANGES).values_list("pk", flat=True)
     return sum(consensus_request(campaign_id=campaign_id) for campaign_id in stale)
 
 
@@ -88,9 +90,9 @@ def consensus_refresh_start(*, campaign: Campaign) -> int:
 def consensus_refresh(*, campaign: Campaign) -> int:
     """Recompute the consensus of every pair with human labels and store it on the pairs; return how many.
 
-    What it starts from is recorded first (when, and the count of human labels), so labels saved while it
-    runs leave the campaign stale for the next one."""
-    Campaign.objects.filter(pk=campaign.pk).update(consensus_started_at=clock.now(), consensus_labels=F("human_labels"))
+    What it starts from is recorded first (when, and the count of human labels and edits), so labels saved or
+    changed while it runs leave the campaign stale for the next one."""
+    Campaign.objects.filter(pk=campaign.pk).update(consensus_started_at=clock.now(), consensus_labels=LABEL_CHANGES)
     table = label_table(campaign)
     result = consensus(table)
     values = [(int(pair_id), result.as_json(i)) for i, pair_id in enumerate(table.pair_ids)]

@@ -56,7 +56,16 @@ SECTIONS = (
     Section("About", ("name", "instructions")),
     Section(
         "Labeling",
-        ("overlap", "strength_scale", "lease_seconds", "strength_labels", "show_facts", "rationale_required", "spans"),
+        (
+            "overlap",
+            "strength_scale",
+            "lease_seconds",
+            "edit_window_minutes",
+            "strength_labels",
+            "show_facts",
+            "rationale_required",
+            "spans",
+        ),
     ),
     Section("Gold pairs", ("gold_share", "min_gold_accuracy", "gold_min_answered")),
     Section("Reward model", ("retrain_every", "max_extra_labels")),
@@ -114,6 +123,9 @@ class CampaignForm(forms.Form):
     )
     lease_seconds = forms.IntegerField(
         label="Lease (seconds)", help_text="How long a pair stays reserved for the annotator who opened it."
+    )
+    edit_window_minutes = forms.IntegerField(
+        label="Edit window (minutes)", help_text="How long annotators may change a label they gave; 0 never."
     )
     show_facts = forms.BooleanField(
         required=False, label="Show facts", help_text="Show annotators the captions and answers that came with items."

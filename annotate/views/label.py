@@ -3,6 +3,8 @@
 The screen speaks in sides (left/right) because the annotator sees a per-assignment random order; the
 services speak in the pair's canonical a/b. `canonical_choice` is the one place that translates.
 Every action works as a plain POST + redirect; with htmx the next pair's panel swaps in directly.
+"Previous" (Backspace) shows the annotator's last label again, filled in, for as long as the campaign lets
+it be changed; submitting it edits that label (`services.annotation_edits`) and moves on to the next pair.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST, require_safe
 
-from annotate import access, selectors
+from annotate import access, clock, selectors
 from annotate.exceptions import ApplicationError, ConflictError, PermissionDeniedError
-from annotate.models import HALLUCINATION_TYPES, Assignment, Campaign, Choice, Response, Side
+from annotate.models import HALLUCINATION_TYPES, Annotation, Assignment, Campaign, Choice, Response, Side
+from annotate.services.annotation_edits import annotation_edit, edit_deadline, edit_refusal
 from annotate.services.annotations import LabelInput, annotation_save
 from annotate.services.assignments import assignment_next, assignment_skip
 from annotate.views.auth import login_required
@@ -66,6 +69,12 @@ class AssignmentForm(forms.Form):
 
 # A posted span, as static/js/spans.js writes it: canonical side, offsets in that response's text, optional type.
 POSTED_SPAN = re.compile(r"(?P<response>[ab]):(?P<start>\d{1,9}):(?P<end>\d{1,9})(?::(?P<type>\w*))?", re.ASCII)
+
+
+def posted_span(span: dict) -> str:
+    """Write a stored span as the form posts it (`POSTED_SPAN`), so a label shown again keeps its spans."""
+    value = f"{span['response']}:{span['start']}:{span['end']}"
+    return f"{value}:{span['type']}" if span.get("type") else value
 
 
 class SpansField(forms.Field):
@@ -116,6 +125,28 @@ def canonical_choice(shown: str, *, left: str) -> str:
     return shown
 
 
+def shown_choice(choice: str, *, left: str) -> str:
+    """Translate a canonical choice back into the side it was on screen: `canonical_choice` undone.
+
+    >>> [shown_choice(choice, left="b") for choice in ("a", "b", "neither")]
+    ['right', 'left', 'neither']
+    """
+    if choice not in (Side.A, Side.B):
+        return choice
+    return SHOWN_LEFT if choice == left else SHOWN_RIGHT
+
+
+def _edit_values(annotation: Annotation) -> dict:
+    """The form's values for a label shown again to be changed, in screen terms."""
+    return {
+        "more_hallucinated": shown_choice(annotation.more_hallucinated, left=annotation.shown_left),
+        "strength": "" if annotation.strength is None else str(annotation.strength),
+        "hallucination_types": annotation.hallucination_types,
+        "rationale": annotation.rationale,
+        "spans": [posted_span(span) for span in annotation.spans],
+    }
+
+
 def label_input(data: dict, *, left: str) -> LabelInput:
     """Build the service's input from the parsed form; strength only means something for a side."""
     choice = canonical_choice(data["more_hallucinated"], left=left)
@@ -127,6 +158,23 @@ def label_input(data: dict, *, left: str) -> LabelInput:
         rationale=data["rationale"],
         duration_ms=data["duration_ms"],
     )
+
+
+class PreviousForm(forms.Form):
+    """Parse which label "Previous" goes back from: the one before `before`, or the latest without it."""
+
+    before = forms.IntegerField(min_value=1, required=False)
+
+
+def _posted_values(request: HttpRequest) -> dict:
+    """What the annotator had entered, shown again if the label is refused."""
+    return {
+        "more_hallucinated": request.POST.get("more_hallucinated", ""),
+        "strength": request.POST.get("strength", ""),
+        "hallucination_types": request.POST.getlist("hallucination_types"),
+        "rationale": request.POST.get("rationale", ""),
+        "spans": request.POST.getlist("spans"),
+    }
 
 
 def _strength_options(campaign: Campaign) -> list[Option]:
@@ -170,9 +218,13 @@ def _render_panel(
     errors: dict | None = None,
     notice: str = "",
     paused: str = "",
+    editing: Annotation | None = None,
     status: int = 200,
 ) -> TemplateResponse:
-    """Render the label panel (htmx) or the whole page around it: this assignment, "paused" (403) or "all done"."""
+    """Render the label panel (htmx) or the whole page around it: this assignment, "paused" (403) or "all done".
+
+    With `editing`, the assignment is that label's, shown again to be changed rather than labeled.
+    """
     context = {
         "campaign": campaign,
         "assignment": assignment,
@@ -184,6 +236,8 @@ def _render_panel(
         "errors": errors or {},
         "notice": notice,
         "paused": paused,
+        "editing": editing,
+        "edit_until": edit_deadline(editing, campaign) if editing else None,
     }
     if assignment is not None:
         item = assignment.pair.item
@@ -230,14 +284,7 @@ def label_submit(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
     campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
     form = LabelForm(request.POST)
     assignment = _posted_assignment(form, campaign=campaign, annotator=request.user)
-    # What the annotator had entered, shown again if the label is refused.
-    values = {
-        "more_hallucinated": request.POST.get("more_hallucinated", ""),
-        "strength": request.POST.get("strength", ""),
-        "hallucination_types": request.POST.getlist("hallucination_types"),
-        "rationale": request.POST.get("rationale", ""),
-        "spans": request.POST.getlist("spans"),
-    }
+    values = _posted_values(request)
     if form.errors:
         errors = {field: " ".join(messages) for field, messages in form.errors.items()}
         return _render_panel(request, campaign, assignment, values=values, errors=errors, status=INVALID_STATUS)
@@ -252,6 +299,64 @@ def label_submit(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
             raise
         return _render_panel(
             request, campaign, assignment, values=values, errors=exc.extra["fields"], status=INVALID_STATUS
+        )
+    return _next_panel(request, campaign)
+
+
+@require_safe
+@login_required
+@renders_errors
+def label_previous(request: HttpRequest, campaign_id: int) -> TemplateResponse:
+    """Show the annotator's label before `?before=` (their last one without it) again, to be changed.
+
+    A label past the campaign's edit window is refused here, with the reason, before anything is shown.
+    """
+    campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
+    form = PreviousForm(request.GET)
+    before = form.cleaned_data["before"] if form.is_valid() else None
+    annotation = selectors.annotation_before(campaign=campaign, annotator=request.user, before=before)
+    refusal = edit_refusal(annotation, campaign, now=clock.now())
+    if refusal is not None:
+        raise refusal
+    assignment = annotation.assignment
+    return _render_panel(request, campaign, assignment, values=_edit_values(annotation), editing=annotation)
+
+
+@require_POST
+@login_required
+@renders_errors
+def label_edit(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
+    """Save the change of a label shown again by "Previous", then show the pair that was waiting."""
+    campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
+    form = LabelForm(request.POST)
+    assignment = _posted_assignment(form, campaign=campaign, annotator=request.user)
+    annotation = Annotation.objects.filter(assignment=assignment).first()
+    if annotation is None:
+        raise ConflictError(f"Assignment {assignment.pk} has no label yet; there is nothing to change.")
+    values = _posted_values(request)
+    if form.errors:
+        errors = {field: " ".join(messages) for field, messages in form.errors.items()}
+        return _render_panel(
+            request, campaign, assignment, values=values, errors=errors, editing=annotation, status=INVALID_STATUS
+        )
+    label = label_input(form.cleaned_data, left=assignment.left)
+    changes = {field: getattr(label, field) for field in ("more_hallucinated", "strength", "rationale")}
+    changes |= {"hallucination_types": list(label.hallucination_types), "spans": list(label.spans)}
+    try:
+        annotation_edit(annotation_id=annotation.pk, user_id=request.user.pk, changes=changes)
+    except ConflictError as exc:
+        return _next_panel(request, campaign, notice=exc.message)  # the window closed while they were changing it
+    except ApplicationError as exc:
+        if not exc.extra.get("fields"):
+            raise
+        return _render_panel(
+            request,
+            campaign,
+            assignment,
+            values=values,
+            errors=exc.extra["fields"],
+            editing=annotation,
+            status=INVALID_STATUS,
         )
     return _next_panel(request, campaign)
 

@@ -3,7 +3,8 @@
  * Shortcuts are declared in the markup, never here: any control in the panel with data-key="x" is
  * clicked when x is pressed (radios pick, checkboxes toggle, the Skip button posts), and the element
  * with data-focus-key="/" takes the focus. Enter submits; F or a click zooms the image; Esc closes
- * the zoom or leaves the text box. The template prints every key next to its control.
+ * the zoom or leaves the text box; Backspace follows the "Previous" link (data-key="backspace"), which
+ * brings the last label back to be changed. The template prints every key next to its control.
  *
  * Time per label: from the moment a pair is shown to its submit, written into the hidden
  * duration_ms input just before the form is sent. A refused label re-renders the same assignment,
@@ -152,6 +153,28 @@
       control.click();
     }
   });
+
+  /* Backspace clicks the panel's "Previous" link. It lives outside the form, so it also works on the
+   * "all done" panel, where there is no form for the handler above. In a text box it deletes, as ever. */
+  function goBack(event) {
+    if (event.key !== "Backspace" || event.defaultPrevented || isTyping(event.target)) {
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey) {
+      return;
+    }
+    var p = panel();
+    var previous = p ? p.querySelector('[data-key="backspace"]') : null;
+    if (previous) {
+      event.preventDefault();
+      if (window.htmx) {
+        window.htmx.process(previous);
+      }
+      previous.click();
+    }
+  }
+
+  document.addEventListener("keydown", goBack);
 
   document.addEventListener("change", function (event) {
     var f = form();
