@@ -197,3 +197,22 @@ def test_an_edit_that_turns_the_consensus_is_what_the_next_export_says(campaign,
     assert chosen(before) == [{"role": "assistant", "content": "Two red balls."}]
     assert chosen(after) == [{"role": "assistant", "content": "Three red balls."}]
     assert [row["more_hallucinated"] for row in rows_of(export(campaign, "annotations"))] == ["a", "a"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("mode", "spans", "refusal"),
+    [
+        ("off", [{"response": "a", "start": 0, "end": 3}], "does not collect spans"),
+        ("required", [{"response": "b", "start": 0, "end": 3}], "at least one span in the more hallucinated"),
+        ("optional", [{"response": "a", "start": 0, "end": 10_000}], "expected 0 <= start < end"),
+    ],
+)
+def test_an_edit_is_held_to_the_same_spans_rule_as_a_submit(campaign, labeled, api_as, mode, spans, refusal):
+    """The submit checks spans in SQL (`rewardlab_spans_errors`); an edit calls that same function."""
+    Campaign.objects.filter(pk=campaign.pk).update(spans=mode)
+
+    response = _edit(api_as("ann1"), labeled["id"], more_hallucinated="a", strength=2, spans=spans)
+
+    assert response.status_code == 400 and refusal in " ".join(response.json()["fields"]["spans"]), response.json()
+    assert Annotation.objects.get(pk=labeled["id"]).more_hallucinated == "b", "nothing changed"
