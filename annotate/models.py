@@ -62,6 +62,11 @@ class Campaign(models.Model):
     gold_min_answered = models.PositiveSmallIntegerField(
         default=5, help_text="Gold pairs an annotator answers before their gold accuracy is judged."
     )
+    # Off by default: a gold pair's answer, once shown, could be passed on to annotators yet to meet that pair.
+    gold_feedback = models.BooleanField(
+        default=False,
+        help_text="Annotators see on their My work page which gold pairs they answered right, and the right answer.",
+    )
     rationale_required = models.BooleanField(default=False)
     spans = models.CharField(max_length=10, choices=Spans.choices, default=Spans.OPTIONAL)
     lease_seconds = models.PositiveIntegerField(default=900)

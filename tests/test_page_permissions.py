@@ -95,6 +95,7 @@ PAGES = (
     Page("label-skip", "post", LABELERS, 400, data={"assignment": NO_ID}),
     Page("label-previous", "get", LABELERS, 404),  # no label yet to go back to
     Page("label-edit", "post", LABELERS, 400, data={"assignment": NO_ID}),
+    Page("my-work-page", "get", LABELERS, 200),
     Page("import-page", "get", MANAGERS, 200),
     Page("import-page", "post", MANAGERS, 422),
     Page("import-status", "get", MANAGERS, 200, args=lambda world: [world.job.pk]),

@@ -41,6 +41,7 @@ class CampaignSettingsInput(StrictInput):
     gold_share = serializers.FloatField(min_value=0, max_value=1, required=False)
     rationale_required = serializers.BooleanField(required=False)
     spans = serializers.ChoiceField(choices=Campaign.Spans.choices, required=False)
+    gold_feedback = serializers.BooleanField(required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=86400, required=False)
     edit_window_minutes = serializers.IntegerField(min_value=0, max_value=MAX_EDIT_WINDOW_MINUTES, required=False)
     retrain_every = serializers.IntegerField(min_value=1, required=False)

@@ -189,8 +189,8 @@ class CampaignOutput(serializers.ModelSerializer):
             "id", "name", "instructions", "status", "overlap", "strength_scale", "strength_labels",
             "show_facts", "gold_share", "rationale_required", "spans", "lease_seconds", "edit_window_minutes",
             "retrain_every",
-            "max_extra_labels", "priority_weights", "surface_thresholds", "active_model", "created_at", "role",
-            "counts",
+            "max_extra_labels", "priority_weights", "surface_thresholds", "gold_feedback", "active_model",
+            "created_at", "role", "counts",
         ]  # fmt: skip
 
     def get_role(self, campaign: Campaign) -> str | None:

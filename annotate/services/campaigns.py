@@ -41,6 +41,7 @@ EDITABLE_SETTINGS = (
     "surface_thresholds",
     "min_gold_accuracy",
     "gold_min_answered",
+    "gold_feedback",
 )
 
 # Settings that change which pairs are surfaced and in what order: priorities are recomputed after them.

@@ -31,3 +31,18 @@ def metric(value: float | None, digits: int = 3) -> str:
 def key_label(value: str) -> str:
     """Turn a JSON key into words for a badge: "suspected_noise" gives "suspected noise"."""
     return str(value).replace("_", " ")
+
+
+@register.filter
+def duration(milliseconds: float | None) -> str:
+    """Format a time spent, in milliseconds, as a person reads it: "8.4 s", "3 min 05 s", "1 h 02 min"."""
+    if not isinstance(milliseconds, int | float) or math.isnan(milliseconds):
+        return MISSING
+    seconds = milliseconds / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -67,7 +67,7 @@ SECTIONS = (
             "spans",
         ),
     ),
-    Section("Gold pairs", ("gold_share", "min_gold_accuracy", "gold_min_answered")),
+    Section("Gold pairs", ("gold_share", "min_gold_accuracy", "gold_min_answered", "gold_feedback")),
     Section("Reward model", ("retrain_every", "max_extra_labels")),
     Section(
         "Priority weights",
@@ -149,6 +149,11 @@ class CampaignForm(forms.Form):
     )
     gold_min_answered = forms.IntegerField(
         label="Gold answered before judging", help_text="Gold pairs an annotator answers before that is judged."
+    )
+    gold_feedback = forms.BooleanField(
+        required=False,
+        label="Gold feedback",
+        help_text="Annotators see on their My work page which gold pairs they answered right, and the right answer.",
     )
     retrain_every = forms.IntegerField(help_text="New human labels between two retrains of the reward model.")
     max_extra_labels = forms.IntegerField(

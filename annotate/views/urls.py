@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from annotate.views import auth, campaigns, dashboard, exports, images, imports, label, members, model_runs, surfaced
+from annotate.views import (
+    auth,
+    campaigns,
+    dashboard,
+    exports,
+    images,
+    imports,
+    label,
+    members,
+    model_runs,
+    my_work,
+    surfaced,
+)
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -24,6 +36,7 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/label/skip/", label.label_skip, name="label-skip"),
     path("campaigns/<int:campaign_id>/label/previous/", label.label_previous, name="label-previous"),
     path("campaigns/<int:campaign_id>/label/edit/", label.label_edit, name="label-edit"),
+    path("campaigns/<int:campaign_id>/my-work/", my_work.my_work_page, name="my-work-page"),
     path("campaigns/<int:campaign_id>/import/", imports.import_page, name="import-page"),
     path("campaigns/<int:campaign_id>/import/preview/", imports.import_preview, name="import-preview"),
     path("campaigns/<int:campaign_id>/import/uploads/<int:upload_id>/", imports.import_map, name="import-map"),
