@@ -205,9 +205,20 @@ def test_an_annotator_sees_the_payloads_as_text(hostile, tab_as):
     tab.assert_nothing_ran("the next pair")
     assert hostile.pairs.filter(annotations__rationale=PAYLOAD).exists()
 
+    # The "?" overlay reads the controls' labels (a strength word holds SHORT) and shows them as text.
+    page.keyboard.press("?")
+    expect(page.get_by_role("dialog").get_by_text(SHORT)).to_be_visible()
+    tab.assert_nothing_ran("the keys overlay")
+    page.keyboard.press("Escape")
+
+    # My work shows the label just given, its prompt, answers and rationale, as text.
+    tab.visit(f"/campaigns/{c}/my-work/", shows=(PAYLOAD, PAYLOAD + " (b)", SHORT))
+
 
 def test_a_paused_annotator_sees_the_reason_as_text(hostile, tab_as):
-    tab_as("ann2").visit(f"/campaigns/{hostile.pk}/label/")
+    tab = tab_as("ann2")
+    tab.visit(f"/campaigns/{hostile.pk}/label/")
+    tab.visit(f"/campaigns/{hostile.pk}/my-work/")  # a pause stops new pairs, not the look back at one's labels
 
 
 def test_a_lead_sees_the_payloads_as_text_on_every_page(hostile, tab_as):

@@ -122,7 +122,7 @@ def test_a_row_shows_the_answers_in_the_order_seen_and_the_pick_in_screen_terms(
     # b was shown on the left: its text comes first, and "b" reads as the left one.
     assert page.index("Cherries? B") < page.index("Cherries? A")
     assert '<strong data-answer="left">Left more hallucinated</strong>' in page
-    assert '<span data-strength="3">3 · big</span> better' in page
+    assert 'strength <span data-strength="3">3 · big</span>' in page
     assert "took 1 min 05 s" in page
     assert "Too many cherries." in page and '<span class="badge">count</span>' in page
 
