@@ -67,6 +67,8 @@ class WorkRow:
     annotation: Annotation
     left_text: str
     right_text: str
+    left_spans: list[dict]  # the annotator's own spans in each answer, offsets in that answer's text
+    right_spans: list[dict]
     answer: str  # a key of ANSWERS
     strength_word: str  # the campaign's word for the strength, "" when none or no strength
     gold: GoldFeedback | None  # None unless the pair is gold and the campaign gives feedback
@@ -151,12 +153,15 @@ def my_work_rows(labels: list[Annotation], *, campaign: Campaign) -> list[WorkRo
     for label in labels:
         pair = label.pair
         left, right = (pair.a, pair.b) if label.shown_left == Choice.A else (pair.b, pair.a)
+        right_side = Choice.B if label.shown_left == Choice.A else Choice.A
         feedback = campaign.gold_feedback and pair.is_gold
         rows.append(
             WorkRow(
                 annotation=label,
                 left_text=left.text,
                 right_text=right.text,
+                left_spans=[span for span in label.spans if span.get("response") == label.shown_left],
+                right_spans=[span for span in label.spans if span.get("response") == right_side],
                 answer=screen_side(label.more_hallucinated, shown_left=label.shown_left),
                 strength_word=words[label.strength - 1] if label.strength and label.strength <= len(words) else "",
                 gold=_gold_feedback(pair, shown_left=label.shown_left, given=label.more_hallucinated)

@@ -20,7 +20,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path("/tmp/dev/shots")  # where the lead reviews screenshots, beside the test's own tmp path
-# What the overlay must list for the labeling page: a row per control's data-key and the keys declared in markup.
+# What the overlay must list for the labeling page: a row per control's data-key and the keys declared in markup,
+# the span tool's (spans.js) and Previous's (edits) among them, though this file's code names none of them.
 LABELING_KEYS = [
     ("1", "Left more hallucinated"),
     ("4", "Neither"),
@@ -30,6 +31,10 @@ LABELING_KEYS = [
     ("/", "Go to rationale"),
     ("Enter", "Submit the label"),
     ("F", "Zoom the image"),
+    ("Backspace", "Previous"),
+    ("M", "Mark a span"),
+    ("\u2190", "Back"),
+    ("Esc", "Cancel"),
     ("?", "Show or hide the keys"),
 ]
 
@@ -67,6 +72,7 @@ def test_label_two_pairs_see_the_keys_and_find_both_on_my_work(live_server, brow
         row = dialog.locator(".keys-help__row", has=page.locator("dd", has_text=what))
         expect(row.first.locator("kbd").first).to_have_text(key)
     expect(dialog.get_by_text("Which answer is more hallucinated?")).to_be_visible()
+    expect(dialog.locator(".keys-help__title", has_text="Hallucinated spans")).to_have_count(1)
     screenshot(page, tmp_path, "keys.png")
 
     # No key reaches the pair behind it; Esc closes it and gives the focus back.

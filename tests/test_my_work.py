@@ -127,6 +127,29 @@ def test_a_row_shows_the_answers_in_the_order_seen_and_the_pick_in_screen_terms(
     assert "Too many cherries." in page and '<span class="badge">count</span>' in page
 
 
+def test_own_spans_are_highlighted_in_the_answer_they_mark_whichever_side_it_was_on(as_user, campaign):
+    (pair,) = pairs_with_prompts(campaign, ["Plums?"])  # answers "Plums? A" and "Plums? B"
+    given = label(pair, "ann1", "b", 2, left="b")
+    spans = [{"response": "b", "start": 0, "end": 5, "type": "object"}]
+    Annotation.objects.filter(pk=given.pk).update(spans=spans)
+    page = my_work(as_user("ann1"), campaign)[1]
+    left = page.split("Left answer", 1)[1].split("</article>", 1)[0]
+    right = page.split("Right answer", 1)[1].split("</article>", 1)[0]
+    assert '<mark class="span-mark" title="object">Plums</mark>? B' in left
+    assert "<mark" not in right and "Plums? A" in right
+
+
+def test_a_changed_label_shows_as_changed_with_its_latest_answer(as_user, campaign):
+    (pair,) = pairs_with_prompts(campaign, ["Pears?"])
+    given = labeled_at(label(pair, "ann1", "a", 2), "2026-03-01 09:00")
+    edited = datetime(2026, 3, 1, 9, 10, tzinfo=UTC)
+    changed = {"more_hallucinated": "neither", "strength": None, "version": 2, "edited_at": edited}
+    Annotation.objects.filter(pk=given.pk).update(**changed)
+    page = my_work(as_user("ann1"), campaign)[1]
+    assert '<span data-edited="2">changed 2026-03-01 09:10</span>' in page
+    assert '<strong data-answer="neither">Neither</strong>' in page and "data-strength" not in page
+
+
 def test_user_text_is_escaped(as_user, campaign):
     (pair,) = pairs_with_prompts(campaign, ["<script>alert('prompt')</script>"])
     given = label(pair, "ann1", "a", 1)

@@ -202,6 +202,9 @@
       if (returnFocus && returnFocus.focus && document.contains(returnFocus)) {
         returnFocus.focus();
       }
+      if (dialog.contains(document.activeElement)) {
+        document.activeElement.blur(); // it was opened from the page itself (body), which takes no focus()
+      }
     }
   }
 
