@@ -187,6 +187,7 @@ SPECTACULAR_SETTINGS = {
         "SideEnum": "annotate.models.Side",
         "CampaignStatusEnum": "annotate.models.Campaign.Status",
         "JobStatusEnum": "annotate.models.ModelRun.Status",  # import jobs share it
+        "HallucinationTypeEnum": "annotate.models.HALLUCINATION_TYPES",  # a label's types and a span's type
     },
 }
 

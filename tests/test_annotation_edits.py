@@ -167,6 +167,20 @@ def test_an_edit_of_a_gold_answer_is_judged_again(campaign, api_as, django_captu
     assert paused.paused_reason.startswith("gold accuracy 0% (0 of 1)"), "the edit is judged as the answer was"
 
 
+@pytest.mark.django_db
+def test_a_gold_answer_whose_answer_the_campaign_shows_is_final(campaign, api_as):
+    """With gold feedback on, My work shows a gold pair's answer once answered; an edit would copy it."""
+    Campaign.objects.filter(pk=campaign.pk).update(gold_share=1.0, gold_feedback=True)
+    make_pairs(campaign, 2, gold=2)
+    client = api_as("ann1")
+    given = _label(client, campaign, "a", 2)
+
+    response = _edit(client, given["id"], more_hallucinated="b")
+
+    assert response.status_code == 409 and "gold pair" in response.json()["detail"], response.json()
+    assert Annotation.objects.get(pk=given["id"]).more_hallucinated == "a"
+
+
 def _gold_of(api_as, campaign: Campaign, username: str) -> dict:
     name = pseudonym(user_id=User.objects.get(username=username).pk, campaign_id=campaign.pk)
     rows = api_as("lead").get(f"/api/v1/campaigns/{campaign.pk}/stats/").json()["annotators"]

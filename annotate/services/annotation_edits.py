@@ -54,6 +54,11 @@ def edit_refusal(annotation: Annotation, campaign: Campaign, *, now: datetime) -
         return ConflictError(f"Campaign {campaign.pk} is {campaign.status}; its labels cannot be changed.")
     if campaign.edit_window_minutes == 0:
         return ConflictError(f"Campaign {campaign.pk} does not let labels be changed (its edit window is 0 minutes).")
+    if campaign.gold_feedback and annotation.pair.is_gold:
+        # My work shows a gold pair's answer once it is answered: a label changed after that would be copied.
+        return ConflictError(
+            f"Annotation {annotation.pk} is on a gold pair whose answer this campaign shows you, so it is final."
+        )
     deadline = edit_deadline(annotation, campaign)
     if now >= deadline:
         return ConflictError(
