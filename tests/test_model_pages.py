@@ -411,7 +411,10 @@ def test_the_curve_has_no_script_or_outside_resource(as_user, campaign):
     page = as_user("lead").get(reverse("model-page", args=[campaign.pk])).content.decode()
     assert "<svg" in page
     assert "cdn" not in page.lower() and "chart.js" not in page.lower()
-    assert len(re.findall(r"<script", page)) == 1, "htmx only"
+    sources = re.findall(r'<script[^>]*\bsrc="([^"]+)"', page)
+    assert len(re.findall(r"<script", page)) == len(sources), "no inline script: the curve is drawn by the server"
+    assert all(src.startswith("/static/") for src in sources), sources
+    assert {src.rsplit("/", 1)[-1] for src in sources} <= {"htmx.min.js", "keys_help.js"}, sources
 
 
 # Surfaced pairs -----------------------------------------------------------------------------------
