@@ -7,6 +7,8 @@ recorded per assignment so position bias can be measured.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -294,6 +296,20 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.more_hallucinated}/{self.strength} on pair {self.pair_id}"
+
+    def as_version(self, *, replaced_at: datetime | None = None) -> AnnotationVersion:
+        """The label as it stands, as an (unsaved) version: what an edit keeps, and the last of the history."""
+        return AnnotationVersion(
+            annotation=self,
+            number=self.version,
+            more_hallucinated=self.more_hallucinated,
+            strength=self.strength,
+            hallucination_types=self.hallucination_types,
+            spans=self.spans,
+            rationale=self.rationale,
+            created_at=self.edited_at or self.created_at,
+            replaced_at=replaced_at,
+        )
 
 
 class AnnotationVersion(models.Model):

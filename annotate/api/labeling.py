@@ -88,17 +88,7 @@ class AnnotationDetailOutput(AnnotationOutput):
 
     @extend_schema_field(AnnotationVersionOutput(many=True))
     def get_versions(self, annotation: Annotation) -> list[dict]:
-        latest = AnnotationVersion(
-            number=annotation.version,
-            more_hallucinated=annotation.more_hallucinated,
-            strength=annotation.strength,
-            hallucination_types=annotation.hallucination_types,
-            spans=annotation.spans,
-            rationale=annotation.rationale,
-            created_at=annotation.edited_at or annotation.created_at,
-            replaced_at=None,
-        )
-        return AnnotationVersionOutput([*annotation.versions.all(), latest], many=True).data
+        return AnnotationVersionOutput([*annotation.versions.all(), annotation.as_version()], many=True).data
 
 
 class AnnotationCreateApi(APIView):

@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from annotate import clock
 from annotate.exceptions import ApplicationError, ConflictError, NotFoundError
-from annotate.models import MAX_ROW_ID, Annotation, AnnotationVersion, Campaign, Membership
+from annotate.models import MAX_ROW_ID, Annotation, Campaign, Membership
 from annotate.services.annotations import (
     PREFERENCE_CHOICES,
     LabelInput,
@@ -94,7 +94,7 @@ def annotation_edit(*, annotation_id: int, user_id: int, changes: dict) -> Annot
         errors = label_shape_errors(label) | label_fit_errors(label, annotation)
         if errors:
             raise ApplicationError("The label is not valid.", extra={"fields": errors})
-        _keep_version(annotation, replaced_at=now)
+        annotation.as_version(replaced_at=now).save()
         _apply(annotation, label, now=now)
         Campaign.objects.filter(pk=campaign.pk).update(label_edits=F("label_edits") + 1)
         if consensus_claim(campaign_id=campaign.pk, now=now):
@@ -165,21 +165,6 @@ def _spans_error(campaign: Campaign, label: LabelInput, *, lengths: tuple[int, i
             [campaign.spans, label.more_hallucinated, Jsonb(list(label.spans)), *lengths],
         )
         return cursor.fetchone()[0]
-
-
-def _keep_version(annotation: Annotation, *, replaced_at: datetime) -> None:
-    """Store the version the edit replaces, with the time it was given."""
-    AnnotationVersion.objects.create(
-        annotation=annotation,
-        number=annotation.version,
-        more_hallucinated=annotation.more_hallucinated,
-        strength=annotation.strength,
-        hallucination_types=annotation.hallucination_types,
-        spans=annotation.spans,
-        rationale=annotation.rationale,
-        created_at=annotation.edited_at or annotation.created_at,
-        replaced_at=replaced_at,
-    )
 
 
 def _apply(annotation: Annotation, label: LabelInput, *, now: datetime) -> None:
