@@ -13,17 +13,10 @@ from django.urls import reverse
 
 from annotate.models import ImportJob, ImportMapping, ImportUpload, Item, PriorLabel
 from annotate.services.imports import import_job_run
+from tests.rewardlab import test_mapping as rewardlab_mapping
 from tests.test_import import data_uri, png, stored_state
 
-MAPPING = {
-    "id": "qid",
-    "prompt": "question",
-    "image": "img",
-    "answers": ["answer_a", "answer_b"],
-    "preference": {"column": "winner", "values": {"A": 1, "B": 2}},
-    "facts": {"caption": "caption"},
-    "source": "custom",
-}
+MAPPING = {**rewardlab_mapping.MAPPING, "source": "custom"}
 ROLES_STATUS = {"anonymous": 401, "ann1": 403, "res": 403, "otherlead": 404, "lead": 202, "staff": 202}
 SCRIPT = "<script>alert(1)</script>"
 
