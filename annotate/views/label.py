@@ -10,6 +10,7 @@ it be changed; submitting it edits that label (`services.annotation_edits`) and 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django import forms
@@ -280,26 +281,50 @@ def label_page(request: HttpRequest, campaign_id: int) -> TemplateResponse:
 @login_required
 @renders_errors
 def label_submit(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
-    """Save a label, then show the next pair; a repeated submit saves nothing new."""
+    """Save a label, then show the next pair; a repeated submit saves nothing new.
+
+    A ConflictError means the pair was skipped, or its lease expired and went to others: nothing to fix, move on.
+    """
     campaign = access.campaign_for(request.user, campaign_id, access.LABEL)
     form = LabelForm(request.POST)
     assignment = _posted_assignment(form, campaign=campaign, annotator=request.user)
-    values = _posted_values(request)
-    if form.errors:
-        errors = {field: " ".join(messages) for field, messages in form.errors.items()}
-        return _render_panel(request, campaign, assignment, values=values, errors=errors, status=INVALID_STATUS)
-    label = label_input(form.cleaned_data, left=assignment.left)
-    try:
+
+    def save(label: LabelInput) -> None:
         annotation_save(assignment_id=assignment.pk, user_id=request.user.pk, label=label)
+
+    return _label_saved(request, campaign, assignment, form, save=save)
+
+
+def _label_saved(
+    request: HttpRequest,
+    campaign: Campaign,
+    assignment: Assignment,
+    form: LabelForm,
+    *,
+    save: Callable[[LabelInput], None],
+    editing: Annotation | None = None,
+) -> HttpResponseBase:
+    """Save the posted label with `save` and show the next pair; a refused one comes back with its reasons.
+
+    A ConflictError moves on with its message: nothing in the form can fix it.
+    """
+    values = _posted_values(request)
+
+    def refused(errors: dict) -> TemplateResponse:
+        return _render_panel(
+            request, campaign, assignment, values=values, errors=errors, editing=editing, status=INVALID_STATUS
+        )
+
+    if form.errors:
+        return refused({field: " ".join(messages) for field, messages in form.errors.items()})
+    try:
+        save(label_input(form.cleaned_data, left=assignment.left))
     except ConflictError as exc:
-        # The pair was skipped, or its lease expired and went to others: nothing to fix here, move on.
         return _next_panel(request, campaign, notice=exc.message)
     except ApplicationError as exc:
         if not exc.extra.get("fields"):
             raise
-        return _render_panel(
-            request, campaign, assignment, values=values, errors=exc.extra["fields"], status=INVALID_STATUS
-        )
+        return refused(exc.extra["fields"])
     return _next_panel(request, campaign)
 
 
@@ -333,32 +358,13 @@ def label_edit(request: HttpRequest, campaign_id: int) -> HttpResponseBase:
     annotation = Annotation.objects.filter(assignment=assignment).first()
     if annotation is None:
         raise ConflictError(f"Assignment {assignment.pk} has no label yet; there is nothing to change.")
-    values = _posted_values(request)
-    if form.errors:
-        errors = {field: " ".join(messages) for field, messages in form.errors.items()}
-        return _render_panel(
-            request, campaign, assignment, values=values, errors=errors, editing=annotation, status=INVALID_STATUS
-        )
-    label = label_input(form.cleaned_data, left=assignment.left)
-    changes = {field: getattr(label, field) for field in ("more_hallucinated", "strength", "rationale")}
-    changes |= {"hallucination_types": list(label.hallucination_types), "spans": list(label.spans)}
-    try:
+
+    def save(label: LabelInput) -> None:  # a ConflictError: the window closed while they were changing it
+        changes = {field: getattr(label, field) for field in ("more_hallucinated", "strength", "rationale")}
+        changes |= {"hallucination_types": list(label.hallucination_types), "spans": list(label.spans)}
         annotation_edit(annotation_id=annotation.pk, user_id=request.user.pk, changes=changes)
-    except ConflictError as exc:
-        return _next_panel(request, campaign, notice=exc.message)  # the window closed while they were changing it
-    except ApplicationError as exc:
-        if not exc.extra.get("fields"):
-            raise
-        return _render_panel(
-            request,
-            campaign,
-            assignment,
-            values=values,
-            errors=exc.extra["fields"],
-            editing=annotation,
-            status=INVALID_STATUS,
-        )
-    return _next_panel(request, campaign)
+
+    return _label_saved(request, campaign, assignment, form, save=save, editing=annotation)
 
 
 @require_POST
