@@ -152,6 +152,7 @@ class _Builder:
     merged: dict[str, ItemSpec] = field(default_factory=dict)
     # Parquet shards embed the image in every row, each its own reference: rows of one item compare bytes.
     embedded: ImageSource | None = None
+    embedded_sha: dict[str, str] = field(default_factory=dict)  # an item's first image reference -> its SHA-256
 
     def item(self, item: Item, where: str, line: int) -> int:
         """Return the item's index, adding it; a later row of the same item must repeat it exactly."""
@@ -171,7 +172,9 @@ class _Builder:
     def _same_embedded_image(self, known: Item, item: Item) -> bool:
         if self.embedded is None or replace(item, image=known.image) != known:
             return False
-        return self.embedded.read(known.image) == self.embedded.read(item.image)
+        if known.image not in self.embedded_sha:  # read once per item, not once per row that repeats it
+            self.embedded_sha[known.image] = hashlib.sha256(self.embedded.read(known.image)).hexdigest()
+        return self.embedded_sha[known.image] == hashlib.sha256(self.embedded.read(item.image)).hexdigest()
 
     def pair(self, pair: Pair, where: str, line: int) -> int:
         """Return the pair's index, adding it; a later row of the same pair must repeat its texts."""
